@@ -1,0 +1,211 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The one preprocessing path, shared by training, evaluation, the runtime and the node.
+
+A :class:`PreprocessSpec` travels inside every model bundle, so what is served cannot drift from
+what was trained: nothing here is a deployment knob. Images enter as arrays in a fixed convention,
+decoded from whatever the camera sent by :mod:`gfde_perception.image_codec`:
+
+* ``(H, W, 3)`` RGB, or ``(H, W)`` / ``(H, W, 1)`` grey;
+* ``uint8`` (0-255), ``uint16`` (0-65535) or floating point already in [0, 1].
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from gfde_perception.errors import ConfigError, ImageError
+
+CHANNEL_ORDERS = ('rgb', 'bgr', 'gray')
+INTERPOLATIONS = {
+    'nearest': cv2.INTER_NEAREST,
+    'bilinear': cv2.INTER_LINEAR,
+    'bicubic': cv2.INTER_CUBIC,
+    'area': cv2.INTER_AREA,
+}
+RESIZE_MODES = ('stretch', 'center_crop')
+# Larger inputs are refused rather than resized: they are almost certainly a decoding error and
+# would stall the pipeline (64 Mpx is beyond any camera a robot streams from).
+MAX_PIXELS = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes a model input; stored with the weights.
+
+    Attributes:
+        input_size: model input (height, width) in pixels.
+        channel_order: channel layout the model was trained on: 'rgb', 'bgr' or 'gray'.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1].
+        std: per-channel standard deviation divided after subtracting the mean.
+        interpolation: resize filter: 'area', 'bilinear', 'bicubic' or 'nearest'.
+        resize_mode: 'stretch' (ignore aspect) or 'center_crop' (crop to the model's aspect first).
+
+    """
+
+    input_size: tuple = (224, 224)
+    channel_order: str = 'rgb'
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    interpolation: str = 'area'
+    resize_mode: str = 'stretch'
+
+    def __post_init__(self):
+        size = tuple(int(v) for v in self.input_size)
+        object.__setattr__(self, 'input_size', size)
+        object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
+        object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
+        if len(size) != 2 or min(size) < 1 or size[0] * size[1] > MAX_PIXELS:
+            raise ConfigError(f'input_size must be (height, width) > 0, got {self.input_size}')
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ConfigError(
+                f'channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}')
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ConfigError(
+                f'mean and std need {self.channels} values for {self.channel_order!r}, '
+                f'got {len(self.mean)} and {len(self.std)}')
+        if not all(s > 0 and np.isfinite(s) for s in self.std):
+            raise ConfigError(f'std must be positive and finite, got {self.std}')
+        if not all(np.isfinite(m) for m in self.mean):
+            raise ConfigError(f'mean must be finite, got {self.mean}')
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f'interpolation must be one of {tuple(INTERPOLATIONS)}, '
+                f'got {self.interpolation!r}')
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(
+                f'resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}')
+
+    @property
+    def channels(self) -> int:
+        """Number of model input channels (1 for 'gray', 3 otherwise)."""
+        return 1 if self.channel_order == 'gray' else 3
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of one preprocessed image: (C, H, W)."""
+        return (self.channels, *self.input_size)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict (lists instead of tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> 'PreprocessSpec':
+        """Build from :meth:`to_dict` output; unknown keys are a :class:`ConfigError`."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f'unknown preprocessing keys: {sorted(unknown)}')
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _check_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f'expected a numpy array, got {type(image).__name__}')
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ImageError(f'expected (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}')
+    h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ImageError(f'empty image of shape {image.shape}')
+    if h * w > MAX_PIXELS:
+        raise ImageError(f'image of {w}x{h} exceeds the {MAX_PIXELS}-pixel limit')
+    if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
+        raise ImageError(f'unsupported pixel type {image.dtype} (use uint8, uint16 or float)')
+    return image
+
+
+def _crop_to_aspect(image: np.ndarray, size: tuple) -> np.ndarray:
+    h, w = image.shape[:2]
+    target = size[1] / size[0]
+    if w / h > target:
+        new_w = max(1, round(h * target))
+        x0 = (w - new_w) // 2
+        return image[:, x0:x0 + new_w]
+    new_h = max(1, round(w / target))
+    y0 = (h - new_h) // 2
+    return image[y0:y0 + new_h]
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) -> np.ndarray:
+    """Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
+
+    Args:
+        image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1].
+        spec: the bundle's preprocessing.
+        out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
+
+    Raises:
+        ImageError: wrong shape or type, empty or oversized image, non-finite pixels.
+
+    """
+    image = _check_image(image)
+    if spec.resize_mode == 'center_crop':
+        image = _crop_to_aspect(image, spec.input_size)
+    if image.dtype == np.float16 or image.dtype == np.float64:
+        image = image.astype(np.float32)
+    h, w = spec.input_size
+    if image.shape[:2] != (h, w):
+        # Resizing before the colour conversion keeps the per-pixel work on the small image.
+        image = cv2.resize(image, (w, h), interpolation=INTERPOLATIONS[spec.interpolation])
+    if spec.channel_order == 'gray':
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        image = image[:, :, None]  # (H, W, 1)
+    else:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        if spec.channel_order == 'bgr':
+            image = image[:, :, ::-1]
+    if image.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif image.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    else:
+        scale = 1.0
+        if not np.isfinite(image).all():
+            raise ImageError('image contains NaN or infinite pixels')
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    if out is None:
+        out = np.empty(spec.input_shape, np.float32)
+    elif out.shape != spec.input_shape or out.dtype != np.float32:
+        raise ImageError(f'out must be float32 {spec.input_shape}, got {out.dtype} {out.shape}')
+    # x_norm = (x * scale - mean) / std, written channel-first into `out`.
+    hwc = image.astype(np.float32, copy=False)
+    np.multiply(hwc.transpose(2, 0, 1), (scale / std)[:, None, None], out=out)
+    out -= (mean / std)[:, None, None]
+    return out
+
+
+def preprocess_batch(images: Iterable[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """Preprocess several images into one (B, C, H, W) float32 array."""
+    images = list(images)
+    batch = np.empty((len(images), *spec.input_shape), np.float32)
+    for i, image in enumerate(images):
+        preprocess(image, spec, out=batch[i])
+    return batch
+
+
+def denormalize(tensor_chw: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Invert the normalisation of one (C, H, W) input into an (H, W[, 3]) uint8 image."""
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.asarray(spec.std, np.float32)[:, None, None]
+    pixels = np.clip((tensor_chw * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels = pixels.transpose(1, 2, 0)
+    if spec.channel_order == 'bgr':
+        pixels = pixels[:, :, ::-1]
+    return pixels[:, :, 0] if spec.channels == 1 else np.ascontiguousarray(pixels)
+
+
+def spec_for_sequence(values: Sequence[float], channels: int) -> tuple:
+    """Broadcast a scalar or per-channel sequence to ``channels`` floats."""
+    values = tuple(float(v) for v in values)
+    if len(values) == 1:
+        return values * channels
+    if len(values) != channels:
+        raise ConfigError(f'need 1 or {channels} values, got {len(values)}')
+    return values
