@@ -1,6 +1,7 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
-"""Named exceptions of the gfde_perception core.
+"""
+Named exceptions of the gfde_perception core.
 
 Every error the core raises on bad input derives from :class:`GfdeError`, so an adapter (the ROS
 node, a CLI) can catch one type at its boundary, report it with context and carry on.

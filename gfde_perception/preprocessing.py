@@ -1,6 +1,7 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
-"""The one preprocessing path, shared by training, evaluation, the runtime and the node.
+"""
+The one preprocessing path, shared by training, evaluation, the runtime and the node.
 
 A :class:`PreprocessSpec` travels inside every model bundle, so what is served cannot drift from
 what was trained: nothing here is a deployment knob. Images enter as arrays in a fixed convention,
@@ -14,9 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping, Sequence
 
 import cv2
-import numpy as np
-
 from gfde_perception.errors import ConfigError, ImageError
+import numpy as np
 
 CHANNEL_ORDERS = ('rgb', 'bgr', 'gray')
 INTERPOLATIONS = {
@@ -33,16 +33,16 @@ MAX_PIXELS = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """How an image becomes a model input; stored with the weights.
+    """
+    How an image becomes a model input; stored with the weights.
 
-    Attributes:
-        input_size: model input (height, width) in pixels.
-        channel_order: channel layout the model was trained on: 'rgb', 'bgr' or 'gray'.
-        mean: per-channel mean subtracted after scaling pixels to [0, 1].
-        std: per-channel standard deviation divided after subtracting the mean.
-        interpolation: resize filter: 'area', 'bilinear', 'bicubic' or 'nearest'.
-        resize_mode: 'stretch' (ignore aspect) or 'center_crop' (crop to the model's aspect first).
-
+    :ivar input_size: model input (height, width) in pixels.
+    :ivar channel_order: channel layout the model was trained on: 'rgb', 'bgr' or 'gray'.
+    :ivar mean: per-channel mean subtracted after scaling pixels to [0, 1].
+    :ivar std: per-channel standard deviation divided after subtracting the mean.
+    :ivar interpolation: resize filter: 'area', 'bilinear', 'bicubic' or 'nearest'.
+    :ivar resize_mode: 'stretch' (ignore aspect) or 'center_crop' (crop to the model's aspect
+        first).
     """
 
     input_size: tuple = (224, 224)
@@ -80,12 +80,12 @@ class PreprocessSpec:
 
     @property
     def channels(self) -> int:
-        """Number of model input channels (1 for 'gray', 3 otherwise)."""
+        """Return 1 for a 'gray' model and 3 for colour models."""
         return 1 if self.channel_order == 'gray' else 3
 
     @property
     def input_shape(self) -> tuple:
-        """Shape of one preprocessed image: (C, H, W)."""
+        """Return the shape of one preprocessed image: (C, H, W)."""
         return (self.channels, *self.input_size)
 
     def to_dict(self) -> dict:
@@ -131,16 +131,14 @@ def _crop_to_aspect(image: np.ndarray, size: tuple) -> np.ndarray:
 
 
 def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) -> np.ndarray:
-    """Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
+    """
+    Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
 
-    Args:
-        image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1].
-        spec: the bundle's preprocessing.
-        out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
-
-    Raises:
-        ImageError: wrong shape or type, empty or oversized image, non-finite pixels.
-
+    :param image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1].
+    :param spec: the bundle's preprocessing.
+    :param out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
+    :return: the normalised (C, H, W) input.
+    :raises ImageError: wrong shape or type, empty or oversized image, non-finite pixels.
     """
     image = _check_image(image)
     if spec.resize_mode == 'center_crop':

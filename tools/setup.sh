@@ -11,6 +11,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$repo/.venv"
 py=${PYTHON:-python3}
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+# pip warns about every local index folder that does not exist; keep real messages only.
+pip_install() {
+  "$vpy" -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
 
 # --- Debian packages --------------------------------------------------------------------------
 need_apt=()
@@ -36,11 +41,9 @@ vpy="$venv/bin/python"
 reqs_hash=$(cat "$repo/tools/requirements.txt" "$repo/tools/ros-requirements.txt" | sha256sum | cut -c1-16)
 if [ "$(cat "$venv/.gfde-reqs" 2>/dev/null)" != "$reqs_hash" ]; then
   log 'installing torch==2.13.0 (CPU) first, then ROS 2 Kilted wheels and tools'
-  "$vpy" -m pip install -q --disable-pip-version-check --upgrade pip
   # torch first and pinned: anything that later asks for torch is then already satisfied.
-  "$vpy" -m pip install -q --disable-pip-version-check 'torch==2.13.0'
-  "$vpy" -m pip install -q --disable-pip-version-check \
-    -r "$repo/tools/ros-requirements.txt" -r "$repo/tools/requirements.txt"
+  pip_install 'torch==2.13.0'
+  pip_install -r "$repo/tools/ros-requirements.txt" -r "$repo/tools/requirements.txt"
   echo "$reqs_hash" > "$venv/.gfde-reqs"
   rm -f "$venv/.gfde-cmake-fixed"
 fi
