@@ -1,0 +1,434 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+Integration tier: the classifier node over real DDS on loopback, with the real Classifier.
+
+The node under test and a probe node (publishers of images, subscribers of results and
+diagnostics, a parameter client, lifecycle service clients) share one rclpy context and one
+SingleThreadedExecutor spun in a background thread; messages still travel through Fast DDS
+(rclpy does not short-cut in-process delivery). The classifier is the real runtime on a tiny
+bundle from ``runtime_fixtures`` (16 px, 4 exits), so each inference takes milliseconds.
+Every wait is a deadline loop.
+"""
+
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from gfde_msgs.msg import Classification
+from gfde_perception.image_codec import array_to_compressed
+from gfde_perception.ros.conversions import array_to_compressed_imgmsg, array_to_imgmsg
+from gfde_perception.ros.lifecycle_node import ClassifierLifecycleNode
+from gfde_perception.ros.node import ClassifierNode
+from gfde_perception.runtime import Classifier, RuntimeConfig
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from runtime_fixtures import make_tiny_bundle
+from sensor_msgs.msg import CompressedImage, Image
+
+pytestmark = pytest.mark.ros
+
+NODE = 'gfde_classifier_under_test'
+TOPICS = ['image', 'image/compressed', 'cam2/image']
+RNG = np.random.default_rng(3)
+
+
+@pytest.fixture(scope='module')
+def tiny_bundle(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp('bundle'))
+
+
+def make_classifier(bundle):
+    # One torch thread: on 2 shared cores more threads only slow a 16 px model down.
+    config = RuntimeConfig(backend='torch', schedule='sequential', warmup=1, threads=1,
+                           energy='none', head_impl='numpy', top_k=100)
+    return Classifier(bundle, config)
+
+
+class Probe:
+    """Test-side node plus a background executor that also spins the node under test."""
+
+    def __init__(self, context, node):
+        self.context = context
+        self.node = node
+        self.probe = rclpy.create_node('gfde_test_probe', context=context)
+        self.lock = threading.Lock()
+        self.results = []
+        self.diagnostics = []
+        reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.probe.create_subscription(Classification, 'classification', self._on_result,
+                                       reliable)
+        self.probe.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.pubs = {
+            'image': self.probe.create_publisher(Image, 'image', reliable),
+            'image/compressed': self.probe.create_publisher(CompressedImage, 'image/compressed',
+                                                            reliable),
+            'cam2/image': self.probe.create_publisher(Image, 'cam2/image', reliable),
+        }
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self.executor.add_node(self.probe)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_result(self, msg):
+        with self.lock:
+            self.results.append(msg)
+
+    def _on_diag(self, msg):
+        with self.lock:
+            self.diagnostics.append(msg)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(10.0)
+        self.executor.shutdown()
+        self.probe.destroy_node()
+
+    def wait_for(self, predicate, timeout=15.0, poll=0.02, resend=None, resend_every=0.3):
+        """Wait until ``predicate()`` is truthy; call ``resend()`` now and then; bounded."""
+        deadline = time.monotonic() + timeout
+        next_send = 0.0
+        while time.monotonic() < deadline:
+            if resend is not None and time.monotonic() >= next_send:
+                resend()
+                next_send = time.monotonic() + resend_every
+            value = predicate()
+            if value:
+                return value
+            time.sleep(poll)
+        return predicate()
+
+    def result_for(self, frame_id):
+        with self.lock:
+            return next((r for r in self.results if r.header.frame_id == frame_id), None)
+
+    def classify(self, topic, msg, timeout=15.0):
+        """Publish ``msg`` (re-sent until matched) and return the result with its frame_id."""
+        return self.wait_for(lambda: self.result_for(msg.header.frame_id), timeout,
+                             resend=lambda: self.pubs[topic].publish(msg))
+
+    def wait_for_subscribers(self, timeout=15.0):
+        return self.wait_for(lambda: all(p.get_subscription_count() > 0
+                                         for p in self.pubs.values()), timeout)
+
+
+def image_msg(array, encoding, frame_id, step=None, stamp=(1_700_000_000, 5)):
+    msg = array_to_imgmsg(array, encoding, step=step)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    return msg
+
+
+@pytest.fixture
+def probe(rclpy_context, tiny_bundle):
+    classifier = make_classifier(tiny_bundle)
+    node = ClassifierNode(classifier, node_name=NODE, context=rclpy_context,
+                          parameter_overrides=[Parameter('topics', value=TOPICS),
+                                               Parameter('diagnostics.period_s', value=0.2),
+                                               Parameter('bad_input_warn_period_s', value=0.0)])
+    harness = Probe(rclpy_context, node)
+    assert harness.wait_for_subscribers(), 'the node never subscribed to the camera topics'
+    yield harness
+    harness.close()
+    node.destroy_node()
+    classifier.close()
+
+
+def colour(h=24, w=32):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_every_encoding_and_compressed_image_gives_a_result_with_the_header(probe):
+    rgb = colour()
+    grey = rgb[..., 1].copy()
+    cases = [(enc, rgb, None) for enc in ('rgb8', 'bgr8', 'rgba8', 'bgra8', '8UC3',
+                                          'yuv422', 'yuv422_yuy2')]
+    cases += [('mono8', grey, None), ('rgb8', rgb, 32 * 3 + 7), ('mono8', grey, 40)]
+    cases += [('mono16', grey.astype(np.uint16) * 257, None)]
+    for i, (encoding, array, step) in enumerate(cases):
+        msg = image_msg(array, encoding, f'raw-{i}-{encoding}', step=step,
+                        stamp=(1_700_000_000 + i, 1000 + i))
+        result = probe.classify('image' if i % 2 else 'cam2/image', msg)
+        assert result is not None, f'no result for {encoding} (step {step})'
+        assert result.header.stamp.sec == 1_700_000_000 + i
+        assert result.header.stamp.nanosec == 1000 + i
+        assert 0 <= result.exit_index < result.num_exits == 4
+        assert result.label.startswith('class') and 0.0 <= result.score <= 1.0
+        assert result.source_topic.endswith('image')
+        assert len(result.latency.segment_ms) >= result.exit_index + 1
+    # A big-endian mono16 frame, written by hand.
+    msg = Image(height=2, width=2, encoding='mono16', is_bigendian=1, step=4,
+                data=bytes([1, 0, 2, 0, 3, 0, 4, 0]))
+    msg.header.frame_id = 'raw-mono16-be'
+    assert probe.classify('image', msg) is not None
+    for fmt in ('jpeg', 'png'):
+        msg = array_to_compressed_imgmsg(rgb, fmt)
+        msg.header.frame_id = f'compressed-{fmt}'
+        result = probe.classify('image/compressed', msg)
+        assert result is not None, f'no result for {fmt}'
+        assert result.source_topic.endswith('image/compressed')
+        assert result.latency.decode_ms > 0
+
+
+def bad_inputs():
+    good = colour()
+    corrupt = CompressedImage(format='jpeg', data=b'\xff\xd8\xff\xe0' + bytes(64))
+    truncated_jpeg = array_to_compressed(good, 'jpeg')
+    return [
+        ('image', Image(height=24, width=32, encoding='rgb8', step=50, data=bytes(24 * 50))),
+        ('image', Image(height=24, width=32, encoding='rgb8', step=96, data=bytes(100))),
+        ('image', Image(height=4, width=4, encoding='bayer_rggb8', step=4, data=bytes(16))),
+        ('image', Image(height=0, width=0, encoding='rgb8', step=0, data=b'')),
+        ('image', Image(height=100_000, width=100_000, encoding='mono8', step=100_000,
+                        data=bytes(10))),
+        ('image', image_msg(np.full((8, 8), np.nan, np.float32), '32FC1', '')),
+        ('image/compressed', corrupt),
+        ('image/compressed', CompressedImage(format='tiff', data=b'II*\x00' + bytes(8))),
+        ('image/compressed', CompressedImage(format='jpeg',
+                                             data=truncated_jpeg[:len(truncated_jpeg) // 4])),
+    ]
+
+
+def test_bad_input_is_skipped_counted_and_the_next_good_frame_processed(probe):
+    node = probe.node
+    for i, (topic, msg) in enumerate(bad_inputs()):
+        msg.header.frame_id = f'bad-{i}'
+        before = node.stats.snapshot().received
+        probe.pubs[topic].publish(msg)
+        # Wait until the node has seen it (received counts every frame that reached it).
+        assert probe.wait_for(lambda: node.stats.snapshot().received > before, 10.0)
+        good = image_msg(colour(), 'rgb8', f'good-after-{i}')
+        assert probe.classify('image', good) is not None, f'node stuck after bad input {i}'
+    snap = node.stats.snapshot()
+    bad_kinds = snap.bad_input
+    for kind in ('wrong_step', 'truncated', 'unknown_encoding', 'zero_size', 'too_large',
+                 'non_finite', 'corrupt_compressed'):
+        assert bad_kinds.get(kind, 0) >= 1, f'{kind} not counted: {bad_kinds}'
+    # Every bad frame was either refused (counted) or, for a JPEG libjpeg could partly
+    # recover, classified; none was lost silently.
+    assert snap.dropped['bad_input'] >= len(bad_inputs()) - 1
+    assert not any(r.header.frame_id.startswith('bad-') and r.header.frame_id != 'bad-8'
+                   for r in probe.results)
+
+
+def _diag_values(probe):
+    with probe.lock:
+        arrays = list(probe.diagnostics)
+    for array in reversed(arrays):
+        for status in array.status:
+            if NODE in status.name:
+                return status, {kv.key: kv.value for kv in status.values}
+    return None
+
+
+def test_diagnostics_report_rates_latency_drops_exits_backend_and_energy(probe):
+    for i in range(5):
+        assert probe.classify('image', image_msg(colour(), 'rgb8', f'd-{i}')) is not None
+    probe.pubs['image'].publish(Image(height=1, width=1, encoding='nope', step=1, data=b'x'))
+
+    def ready():
+        got = _diag_values(probe)
+        return got if got and float(got[1]['frames_processed']) >= 5 and \
+            'dropped.bad_input.unknown_encoding' in got[1] else None
+
+    got = probe.wait_for(ready, timeout=10.0)
+    assert got, 'no diagnostics with the processed frames and the bad one'
+    status, values = got
+    assert values['backend'] == 'torch-cpu' and status.hardware_id == 'torch-cpu'
+    assert float(values['output_rate_hz']) > 0 and float(values['input_rate_hz']) > 0
+    for stage in ('decode', 'queue', 'preprocess', 'inference', 'total', 'frame_age',
+                  'segment_0', 'exit_head_0'):
+        for q in (50, 90, 99):
+            assert f'latency_ms.{stage}.p{q}' in values, stage
+    assert float(values['latency_ms.total.p50']) <= float(values['latency_ms.total.p99'])
+    for reason in ('superseded', 'bad_input', 'inference_error', 'non_finite_output',
+                   'publish_failed'):
+        assert f'dropped.{reason}' in values
+    histogram = dict(entry.split(':') for entry in values['exit_histogram'].split())
+    assert set(histogram) == {'0', '1', '2', '3'}
+    assert sum(int(v) for v in histogram.values()) == int(values['frames_processed'])
+    assert values['energy.measured'] == 'false'
+    assert values['energy.joules_per_frame'] == 'not measured' and values['energy.method']
+    assert status.level in (b'\x00', b'\x01', 0, 1)  # OK, or WARN for the bad frame ratio
+
+
+def test_diagnostics_level_turns_error_when_latency_leaves_its_bound(probe):
+    client = AsyncParameterClient(probe.probe, NODE)
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter('diagnostics.max_latency_ms', value=1e-6)])
+    assert probe.wait_for(future.done, 10.0)
+    assert future.result().results[0].successful
+    for i in range(3):
+        probe.classify('image', image_msg(colour(), 'rgb8', f'lat-{i}'))
+    with probe.lock:
+        probe.diagnostics.clear()
+
+    def error_status():
+        got = _diag_values(probe)
+        return got if got and got[0].level == b'\x02' else None
+
+    got = probe.wait_for(error_status, timeout=10.0)
+    assert got, 'latency above twice the bound did not turn the status to ERROR'
+    assert 'latency' in got[0].message
+
+
+class SlowClassifier:
+    """The real classifier made slower than the camera, so that frames must be dropped."""
+
+    def __init__(self, inner, delay_s):
+        self.inner, self.delay_s = inner, delay_s
+
+    def classify(self, image):
+        time.sleep(self.delay_s)
+        return self.inner.classify(image)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_burst_faster_than_inference_drops_frames_and_does_not_lag(
+        rclpy_context, tiny_bundle):
+    classifier = make_classifier(tiny_bundle)
+    node = ClassifierNode(SlowClassifier(classifier, 0.02), node_name=NODE,
+                          context=rclpy_context)
+    probe = Probe(rclpy_context, node)
+    try:
+        assert probe.wait_for(lambda: probe.pubs['image'].get_subscription_count() > 0)
+        assert probe.classify('image', image_msg(colour(), 'rgb8', 'warm')) is not None
+        start = node.stats.snapshot()
+        count = 150
+        for i in range(count):
+            probe.pubs['image'].publish(image_msg(colour(), 'rgb8', f'burst-{i}'))
+            time.sleep(0.002)  # ~500 Hz against ~50 Hz of inference
+        last = f'burst-{count - 1}'
+        # No growing lag: the newest frame is always the one processed next, so the last
+        # frame of the burst comes out even though most of the burst was dropped.
+        assert probe.wait_for(lambda: probe.result_for(last), 10.0), 'last frame never came'
+        snap = node.stats.snapshot()
+        received = snap.received - start.received
+        processed = snap.processed - start.processed
+        superseded = snap.dropped['superseded'] - start.dropped['superseded']
+        assert superseded > 0, 'a burst 10x faster than inference dropped nothing'
+        assert processed + superseded == received
+        assert processed < count / 2
+        seqs = [r.frame_seq for r in probe.results if r.header.frame_id.startswith('burst')]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), 'results out of order'
+        assert all(r.latency.queue_ms < r.latency.total_ms for r in probe.results)
+    finally:
+        probe.close()
+        node.destroy_node()
+        classifier.close()
+
+
+def test_parameter_changes_take_effect_and_bad_ones_are_refused(probe):
+    client = AsyncParameterClient(probe.probe, NODE)
+    assert client.wait_for_services(timeout_sec=10.0)
+
+    def set_params(*parameters):
+        future = client.set_parameters(list(parameters))
+        assert probe.wait_for(future.done, 10.0), 'parameter service did not answer'
+        return future.result().results
+
+    results = set_params(Parameter('exit.policy', value='force'),
+                         Parameter('exit.force_index', value=2), Parameter('top_k', value=2))
+    assert all(r.successful for r in results), results
+    for i in range(3):
+        result = probe.classify('image', image_msg(colour(), 'rgb8', f'forced-{i}'))
+        assert result.exit_index == 2 and result.policy == 'force' and len(result.top_k) == 2
+    results = set_params(Parameter('exit.policy', value='final'))
+    assert results[0].successful
+    result = probe.classify('image', image_msg(colour(), 'rgb8', 'final-0'))
+    assert result.exit_index == 3 and result.policy == 'final'
+    refused = {
+        'force index past the last exit': [Parameter('exit.policy', value='force'),
+                                           Parameter('exit.force_index', value=9)],
+        'threshold out of [0, 1]': [Parameter('exit.thresholds', value=[0.5, 2.0, 0.5])],
+        'wrong number of thresholds': [Parameter('exit.policy', value='threshold'),
+                                       Parameter('exit.thresholds', value=[0.5])],
+        'unknown policy': [Parameter('exit.policy', value='sometimes')],
+        'read-only topic list': [Parameter('topics', value=['other'])],
+        'top_k out of range': [Parameter('top_k', value=0)],
+    }
+    for what, parameters in refused.items():
+        future = client.set_parameters_atomically(parameters)
+        assert probe.wait_for(future.done, 10.0)
+        answer = future.result().result
+        assert not answer.successful, f'{what} was accepted'
+        assert answer.reason, f'{what} was refused without a reason'
+    # The policy in force is unchanged by the refusals.
+    result = probe.classify('image', image_msg(colour(), 'rgb8', 'still-final'))
+    assert result.exit_index == 3 and result.policy == 'final'
+
+
+def _change_state(probe, client, transition_id):
+    request = ChangeState.Request()
+    request.transition.id = transition_id
+    future = client.call_async(request)
+    assert probe.wait_for(future.done, 30.0), f'transition {transition_id} timed out'
+    return future.result().success
+
+
+def _state(probe, client):
+    future = client.call_async(GetState.Request())
+    assert probe.wait_for(future.done, 10.0)
+    return future.result().current_state.label
+
+
+def test_lifecycle_transitions_load_serve_and_free_the_model(rclpy_context, tiny_bundle):
+    made, closed = [], []
+
+    class Tracked(Classifier):
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    def factory(values):
+        config = RuntimeConfig(backend='torch', schedule='sequential', warmup=1, threads=1,
+                               energy='none', head_impl='numpy', top_k=100)
+        made.append(Tracked(tiny_bundle, config))
+        return made[-1]
+
+    node = ClassifierLifecycleNode(factory, node_name=NODE, context=rclpy_context,
+                                   parameter_overrides=[Parameter('exit.policy', value='final')])
+    probe = Probe(rclpy_context, node)
+    change = probe.probe.create_client(ChangeState, f'/{NODE}/change_state')
+    get = probe.probe.create_client(GetState, f'/{NODE}/get_state')
+    try:
+        assert change.wait_for_service(timeout_sec=10.0) and get.wait_for_service(10.0)
+        assert _state(probe, get) == 'unconfigured' and not made
+        assert _change_state(probe, change, Transition.TRANSITION_CONFIGURE)
+        assert _state(probe, get) == 'inactive' and len(made) == 1
+        assert probe.wait_for(lambda: probe.pubs['image'].get_subscription_count() > 0)
+        # Inactive: frames are ignored, nothing is published.
+        assert probe.classify('image', image_msg(colour(), 'rgb8', 'inactive'), 1.0) is None
+        assert _change_state(probe, change, Transition.TRANSITION_ACTIVATE)
+        result = probe.classify('image', image_msg(colour(), 'rgb8', 'active'))
+        assert result is not None and result.exit_index == 3 and result.policy == 'final'
+        assert _change_state(probe, change, Transition.TRANSITION_DEACTIVATE)
+        assert probe.classify('image', image_msg(colour(), 'rgb8', 'deactivated'), 1.0) is None
+        assert _change_state(probe, change, Transition.TRANSITION_CLEANUP)
+        assert _state(probe, get) == 'unconfigured' and closed == made
+        assert node.classifier is None
+        # A second cycle loads a fresh model.
+        assert _change_state(probe, change, Transition.TRANSITION_CONFIGURE)
+        assert _change_state(probe, change, Transition.TRANSITION_ACTIVATE)
+        assert probe.classify('image', image_msg(colour(), 'rgb8', 'again')) is not None
+        assert len(made) == 2
+        assert _change_state(probe, change, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert _state(probe, get) == 'finalized' and closed == made
+    finally:
+        probe.close()
+        node.destroy_node()
