@@ -1,0 +1,165 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+PNG plots of an evaluation report.
+
+Latency distributions, exit histograms, the exit-threshold trade-off and confusion matrices,
+drawn with matplotlib's Agg backend (no display needed).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+PLOT_FILES = {
+    'latency': 'latency.png',
+    'exits': 'exit_histogram.png',
+    'tradeoff': 'tradeoff.png',
+    'confusion': 'confusion.png',
+}
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')  # files only: evaluation runs on headless robots and CI
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_latency(run, path) -> None:
+    """Latency distribution of every configuration (box plot over frames, log scale)."""
+    plt = _pyplot()
+    data, names = [], []
+    for records in run.configurations:
+        values = np.asarray(records.latency_ms, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            data.append(values)
+            names.append(records.name)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(names) + 2), 4.2))
+    ax.boxplot(data, whis=(1, 99), showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    for i, values in enumerate(data, start=1):
+        jitter = np.random.default_rng(i).uniform(-0.18, 0.18, values.size)
+        ax.scatter(i + jitter, values, s=3, alpha=0.25)
+        ax.text(i, np.percentile(values, 99), f'p50 {np.median(values):.2f}', ha='center',
+                va='bottom', fontsize=8)
+    ax.set_yscale('log')
+    ax.set_ylabel('latency per frame (ms, log scale)')
+    ax.set_title(f'Latency per configuration ({run.mode}, {run.frames} frames; '
+                 'whiskers p1-p99)')
+    ax.grid(True, axis='y', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_exit_histogram(report: dict, path) -> None:
+    """Share of frames leaving at each exit, grouped by configuration."""
+    plt = _pyplot()
+    summaries = report['configurations']
+    most = max(len(s['exit_histogram']['counts']) for s in summaries)
+    width = 0.8 / max(1, len(summaries))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * most + 3), 4.2))
+    for j, s in enumerate(summaries):
+        fractions = s['exit_histogram']['fractions']
+        x = np.arange(len(fractions)) + (j - (len(summaries) - 1) / 2) * width
+        ax.bar(x, [100 * f for f in fractions], width, label=s['name'])
+    ax.set_xticks(range(most), [f'exit {k}' + (' (final)' if k == most - 1 else '')
+                                for k in range(most)])
+    ax.set_ylabel('frames leaving here (%)')
+    ax.set_ylim(0, 105)
+    ax.set_title('Exit taken per frame')
+    ax.legend(fontsize=8)
+    ax.grid(True, axis='y', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tradeoff(report: dict, path) -> bool:
+    """Accuracy and backbone share against the shared exit threshold; False when no curve."""
+    curves = [s for s in report['configurations'] if s.get('tradeoff')]
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for s in curves:
+        t = s['tradeoff']
+        thr = [p['threshold'] for p in t['curve']]
+        acc = [100 * p['accuracy'] for p in t['curve']]
+        cost = [100 * p['blocks_fraction'] for p in t['curve']]
+        line, = left.plot(thr, acc, marker='o', ms=3, label=f"{s['name']}: {t['target']}")
+        left.plot(thr, cost, ls='--', color=line.get_color(), label=f"{s['name']}: backbone used")
+        right.plot(cost, acc, marker='o', ms=3, color=line.get_color(), label=s['name'])
+        op = t['operating_point']
+        right.scatter([100 * op['blocks_fraction']], [100 * op['accuracy']], marker='*', s=150,
+                      color=line.get_color(), zorder=5, label=f"{s['name']} calibrated")
+    target = 'accuracy' if report['labelled'] else f"agreement with {report.get('reference')}"
+    left.set_xlabel('exit threshold (same for every early exit)')
+    left.set_ylabel('%')
+    left.set_title(f'{target} and compute vs threshold')
+    left.legend(fontsize=7)
+    left.grid(True, alpha=0.3)
+    right.set_xlabel('backbone used (% of blocks, mean over frames)')
+    right.set_ylabel(f'{target} (%)')
+    right.set_title('trade-off curve')
+    right.legend(fontsize=7)
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_confusion(report: dict, path) -> bool:
+    """Row-normalised confusion matrices (one panel per configuration); False without labels."""
+    summaries = [s for s in report['configurations'] if s.get('confusion_matrix')]
+    if not summaries:
+        return False
+    plt = _pyplot()
+    names = report.get('class_names') or [str(i) for i in
+                                          range(len(summaries[0]['confusion_matrix']))]
+    n = len(summaries)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    side = 3.2 + 0.25 * len(names)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis('off')
+    for ax, s in zip(axes.flat, summaries):
+        counts = np.asarray(s['confusion_matrix'], dtype=np.float64)
+        norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
+        ticks = range(len(names))
+        ax.set_xticks(ticks, names, rotation=60, ha='right', fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
+        for (i, j), c in np.ndenumerate(counts):
+            if c:
+                ax.text(j, i, int(c), ha='center', va='center', fontsize=6,
+                        color='white' if norm[i, j] > 0.5 else 'black')
+        acc = s.get('accuracy')
+        ax.set_title(f"{s['name']} (accuracy {100 * acc:.1f}%)" if acc is not None
+                     else s['name'], fontsize=9)
+        ax.set_xlabel('predicted', fontsize=8)
+        ax.set_ylabel('true', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_plots(run, report: dict, out_dir) -> list:
+    """Write every applicable plot into ``out_dir``; return the file names written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    plot_latency(run, out_dir / PLOT_FILES['latency'])
+    written.append(PLOT_FILES['latency'])
+    plot_exit_histogram(report, out_dir / PLOT_FILES['exits'])
+    written.append(PLOT_FILES['exits'])
+    if plot_tradeoff(report, out_dir / PLOT_FILES['tradeoff']):
+        written.append(PLOT_FILES['tradeoff'])
+    if plot_confusion(report, out_dir / PLOT_FILES['confusion']):
+        written.append(PLOT_FILES['confusion'])
+    return written
