@@ -14,14 +14,12 @@ from pathlib import Path
 import subprocess
 import sys
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'gfde_perception'
 # The ROS shell, and the one evaluation module that publishes into a live node.
 ROS_SHELL = ('gfde_perception.ros', 'gfde_perception.evaluation.live')
-BLOCKED = ('rclpy', 'gfde_msgs', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'builtin_interfaces',
-           'lifecycle_msgs', 'rcl_interfaces', 'launch', 'launch_ros', 'tensorrt',
+BLOCKED = ('rclpy', 'gfde_msgs', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
+           'builtin_interfaces', 'lifecycle_msgs', 'rcl_interfaces', 'launch', 'launch_ros', 'tensorrt',
            'torch_tensorrt', 'pynvml', 'onnxruntime', 'cv_bridge')
 
 
