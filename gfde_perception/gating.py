@@ -1,0 +1,213 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+Exit gates: uncertainty statistics of an exit's logits against a per-exit threshold.
+
+The gate lives outside every ``nn.Module`` (plain numpy) so that exported graphs stay static:
+exit heads return logits, and the decision to stop is taken here.
+
+Confidence metrics, all in [0, 1] with 1 = certain:
+
+* ``max_softmax``: the top-1 probability;
+* ``margin``: top-1 minus top-2 probability;
+* ``entropy``: ``1 - H(p) / log K``;
+* ``learned``: ``sigmoid(w . [max_softmax, margin, entropy] + b)``, a tiny logistic gate fitted
+  during calibration (``learned_weights = (w1, w2, w3, b)``).
+
+Threshold convention: a threshold <= 0 always exits, a threshold >= 1 never exits early,
+otherwise exit iff ``confidence >= threshold``.
+"""
+
+from dataclasses import dataclass
+import math
+from typing import Mapping, Optional
+
+from gfde_perception.errors import ConfigError
+import numpy as np
+
+
+METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
+BASE_METRICS = ('max_softmax', 'margin', 'entropy')
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def uncertainty_features(logits: np.ndarray) -> np.ndarray:
+    """Return the three base confidences as (..., 3): max_softmax, margin, entropy."""
+    logits = _check_logits(logits)
+    p = softmax(logits)
+    k = p.shape[-1]
+    if k == 1:
+        ones = np.ones(p.shape[:-1] + (3,))
+        return ones
+    top2 = np.partition(p, k - 2, axis=-1)[..., k - 2:]  # (..., 2): second, first
+    top1 = top2[..., 1]
+    margin = top2[..., 1] - top2[..., 0]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    ent = 1.0 - (-plogp.sum(axis=-1)) / math.log(k)
+    return np.clip(np.stack([top1, margin, ent], axis=-1), 0.0, 1.0)
+
+
+def _check_logits(logits) -> np.ndarray:
+    arr = np.asarray(logits)
+    if arr.ndim not in (1, 2) or arr.shape[-1] < 1:
+        raise ConfigError(f'logits must be (K,) or (B, K) with K >= 1, got shape {arr.shape}')
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ConfigError(f'logits must be numeric, got {arr.dtype}')
+    if not np.isfinite(arr).all():
+        raise ConfigError('logits contain NaN or infinite values')
+    return arr
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+def confidence(logits: np.ndarray, metric: str = 'max_softmax',
+               learned_weights: Optional[tuple] = None):
+    """
+    Confidence in [0, 1] of (K,) logits (a float) or (B, K) logits (a (B,) array).
+
+    :param logits: one exit's logits.
+    :param metric: 'max_softmax', 'margin', 'entropy' or 'learned'.
+    :param learned_weights: (w_max_softmax, w_margin, w_entropy, bias) for 'learned'.
+    :raises ConfigError: unknown metric, missing learned weights, bad logits.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
+    feats = uncertainty_features(logits)
+    if metric == 'learned':
+        w = _check_learned(learned_weights)
+        conf = _sigmoid(feats @ w[:3] + w[3])
+    else:
+        conf = feats[..., BASE_METRICS.index(metric)]
+    return float(conf) if np.ndim(conf) == 0 else conf
+
+
+def _check_learned(weights) -> np.ndarray:
+    if weights is None:
+        raise ConfigError('metric "learned" needs learned_weights (w1, w2, w3, bias)')
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.shape != (4,) or not np.isfinite(w).all():
+        raise ConfigError(f'learned_weights must be 4 finite numbers, got {weights!r}')
+    return w
+
+
+def should_exit(conf, threshold):
+    """
+    Exit decision: threshold <= 0 always, >= 1 never, else ``conf >= threshold``.
+
+    Scalars give a bool; arrays broadcast and give a bool array.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    thr = np.asarray(threshold, dtype=np.float64)
+    if np.isnan(thr).any():
+        raise ConfigError('threshold is NaN')
+    out = np.where(thr <= 0.0, True, np.where(thr >= 1.0, False, conf >= thr))
+    return bool(out) if out.ndim == 0 else out
+
+
+def first_exit(confidences: np.ndarray, thresholds) -> np.ndarray:
+    """
+    Return the index of the exit taken by each sample.
+
+    :param confidences: (E, B) confidence of each early exit (final exit excluded), or (E,).
+    :param thresholds: E thresholds.
+    :return: (B,) int array (or an int for (E,) input): the first early exit whose gate opens,
+        or E (the final classifier) when none does.
+    """
+    conf = np.asarray(confidences, dtype=np.float64)
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    single = conf.ndim == 1
+    if single:
+        conf = conf[:, None]  # (E, 1)
+    if conf.ndim != 2 or conf.shape[0] != len(thr):
+        raise ConfigError(f'confidences of shape {np.shape(confidences)} do not match '
+                          f'{len(thr)} thresholds')
+    if not len(thr):  # only the final classifier
+        taken = np.zeros(conf.shape[1], dtype=np.int64)
+    else:
+        decide = np.asarray(should_exit(conf, thr[:, None]), dtype=bool)  # (E, B)
+        taken = np.where(decide.any(axis=0), decide.argmax(axis=0), len(thr))
+    return int(taken[0]) if single else taken
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """
+    Which statistic gates the exits and each early exit's threshold.
+
+    :ivar metric: 'max_softmax', 'margin', 'entropy' or 'learned'.
+    :ivar thresholds: one per early exit (the final classifier has none).
+    :ivar learned_weights: (w_max_softmax, w_margin, w_entropy, bias), required for 'learned'.
+    """
+
+    metric: str = 'max_softmax'
+    thresholds: tuple = ()
+    learned_weights: Optional[tuple] = None
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ConfigError(f'gate metric must be one of {METRICS}, got {self.metric!r}')
+        try:
+            thr = tuple(float(t) for t in self.thresholds)
+        except (TypeError, ValueError):
+            raise ConfigError(f'thresholds must be numbers, got {self.thresholds!r}') from None
+        if any(math.isnan(t) for t in thr):
+            raise ConfigError(f'thresholds must not be NaN, got {thr}')
+        object.__setattr__(self, 'thresholds', thr)
+        if self.metric == 'learned' or self.learned_weights is not None:
+            w = _check_learned(self.learned_weights)
+            object.__setattr__(self, 'learned_weights', tuple(float(v) for v in w))
+
+    @property
+    def num_early_exits(self) -> int:
+        """Count the gated (early) exits."""
+        return len(self.thresholds)
+
+    def confidence(self, logits: np.ndarray):
+        """Confidence of one exit's logits under this gate's metric."""
+        return confidence(logits, self.metric, self.learned_weights)
+
+    def should_exit(self, exit_index: int, logits: np.ndarray):
+        """Gate decision for early exit ``exit_index`` given its logits."""
+        if not 0 <= exit_index < len(self.thresholds):
+            raise ConfigError(f'exit {exit_index} has no threshold ({len(self.thresholds)} '
+                              f'early exits)')
+        return should_exit(self.confidence(logits), self.thresholds[exit_index])
+
+    def with_thresholds(self, thresholds) -> 'GateConfig':
+        """Return a copy with other thresholds (same count)."""
+        thresholds = tuple(thresholds)
+        if len(thresholds) != len(self.thresholds):
+            raise ConfigError(f'need {len(self.thresholds)} thresholds, got {len(thresholds)}')
+        return GateConfig(self.metric, thresholds, self.learned_weights)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return {'metric': self.metric, 'thresholds': list(self.thresholds),
+                'learned_weights': None if self.learned_weights is None
+                else list(self.learned_weights)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> 'GateConfig':
+        """Build from :meth:`to_dict` output; unknown keys are a :class:`ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f'gate config must be a mapping, got {type(data).__name__}')
+        unknown = set(data) - {'metric', 'thresholds', 'learned_weights'}
+        if unknown:
+            raise ConfigError(f'unknown gate keys: {sorted(unknown)}')
+        kwargs = dict(data)
+        for key in ('thresholds', 'learned_weights'):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        if 'thresholds' in kwargs and not isinstance(kwargs['thresholds'], tuple):
+            raise ConfigError(f'thresholds must be a list, got {kwargs["thresholds"]!r}')
+        return cls(**kwargs)
