@@ -10,4 +10,7 @@ if [ -f "$_gfde_repo/install/setup.bash" ] && [ -n "${BASH_VERSION:-}" ]; then
   # shellcheck disable=SC1091
   source "$_gfde_repo/install/setup.bash"
 fi
+# ament_python installs console scripts into lib/<package> (for `ros2 run`); put the gfde-* tools
+# on PATH too.
+export PATH="$_gfde_repo/install/gfde_perception/lib/gfde_perception:$PATH"
 unset _gfde_repo

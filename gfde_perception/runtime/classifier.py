@@ -1,0 +1,327 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+The classifier: a bundle and an image in, a :class:`~gfde_perception.runtime.result.Result` out.
+
+Heterogeneous execution: the backbone segments run on the backend's device (the "accelerator":
+a GPU, or the calling thread on a CPU-only machine) while each exit head and its gate run on a
+CPU worker thread pool. With the speculative schedule the backbone starts segment k+1 as soon as
+segment k has produced the pooled feature, while the worker decides on exit k; when exit k is
+taken the speculative segment is discarded and nothing further is started. Speculation only
+changes when work runs, never what is computed, so predictions are identical under either
+schedule (tested).
+
+Steady state: the input buffer is allocated once by the backend (pinned on CUDA) and every
+frame is preprocessed into it; warm-up frames run at load; the profile is a bounded deque.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+import logging
+import threading
+import time
+from typing import Optional, Union
+
+from gfde_perception.bundle import Bundle, load_bundle
+from gfde_perception.errors import BackendError, ConfigError
+from gfde_perception.gating import should_exit
+from gfde_perception.preprocessing import preprocess
+from gfde_perception.runtime.backends import load_backend
+from gfde_perception.runtime.config import RuntimeConfig
+from gfde_perception.runtime.energy import EnergyMeter
+from gfde_perception.runtime.heads import choose_head_runner
+from gfde_perception.runtime.policies import ExitPolicy, ThresholdPolicy
+from gfde_perception.runtime.result import ClassScore, EnergyReading, Result, StageTimings
+from gfde_perception.runtime.stage_profile import FrameRecord, RuntimeProfile
+import numpy as np
+import torch
+
+LOG = logging.getLogger(__name__)
+EXIT_DEVICE = 'cpu-worker'
+INLINE_EXIT_DEVICE = 'cpu-inline'
+
+
+class Classifier:
+    """
+    Early-exit GFDE inference on one bundle.
+
+    :param bundle_or_path: a loaded :class:`~gfde_perception.bundle.Bundle` or a ``.gfde`` path.
+    :param config: runtime configuration (backend, schedule, workers, warm-up...).
+    :param policy: exit policy; None uses the bundle's calibrated thresholds.
+    :param energy_meter: an :class:`EnergyMeter` to use (tests inject one); None opens the
+        counter ``config.energy`` names.
+    :raises BundleError: the bundle cannot be loaded.
+    :raises BackendError: no backend could be loaded at all.
+    """
+
+    def __init__(self, bundle_or_path: Union[Bundle, str], config: RuntimeConfig = None,
+                 policy: Optional[ExitPolicy] = None,
+                 energy_meter: Optional[EnergyMeter] = None):
+        config = config or RuntimeConfig()
+        if not isinstance(config, RuntimeConfig):
+            raise ConfigError(f'config must be a RuntimeConfig, got {type(config).__name__}')
+        self.config = config
+        self.bundle = (bundle_or_path if isinstance(bundle_or_path, Bundle)
+                       else load_bundle(bundle_or_path))
+        bundle = self.bundle
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.num_exits = bundle.config.num_exits
+        self.blocks_per_exit = tuple(bundle.config.blocks_per_exit)
+        self.labels = tuple(bundle.labels)
+        self.model_id = f'{bundle.name}@{bundle.checksum[:12]}'
+        self._gate = bundle.gate
+        self._spec = bundle.preprocessing
+        self._top_k = min(config.top_k, bundle.config.backbone.num_classes)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = None
+        self._backend = None
+        self._meter = None
+        try:
+            self._setup(policy, energy_meter)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, policy, energy_meter):
+        config, bundle = self.config, self.bundle
+        self._backend, self.backend_reason = load_backend(bundle, config)
+        LOG.info('%s: backend %s (%s)', self.model_id, self._backend.name, self.backend_reason)
+        # Heads always run on the host in fp32, from the reference (FFT) model's heads.
+        cpu_model = bundle.build_model(deployable=False).eval()
+        self._heads, self.head_impls = [], []
+        for k, head in enumerate(cpu_model.exit_heads):
+            dim = _in_features(head)
+            runner, impl, why = choose_head_runner(head, dim, config.head_impl)
+            self._heads.append(runner)
+            self.head_impls.append(impl)
+            LOG.debug('exit head %d runs in %s (%s)', k, impl, why)
+        self.head_impls = tuple(self.head_impls)
+        if config.exit_workers:
+            self._pool = ThreadPoolExecutor(max_workers=config.exit_workers,
+                                            thread_name_prefix='gfde-exit')
+        self.exit_device = EXIT_DEVICE if self._pool is not None else INLINE_EXIT_DEVICE
+        self._policy = None
+        self.set_policy(policy if policy is not None else ThresholdPolicy())
+        self.profile = RuntimeProfile(self.num_exits, config.profile_window,
+                                      self.blocks_per_exit)
+        # A meter handed in belongs to the caller (it may outlive this classifier).
+        self._owns_meter = energy_meter is None
+        self._meter = energy_meter if energy_meter is not None else EnergyMeter.create(
+            config.energy)
+        self._unknown_energy = EnergyReading.unknown(self._meter.reason)
+        if self._meter.available and config.energy_baseline_s > 0:
+            watts = self._meter.measure_baseline(config.energy_baseline_s)
+            LOG.info('idle baseline %.2f W (%s)', watts, self._meter.source.name)
+        self.speculative = config.schedule != 'sequential' and self._pool is not None
+        self.schedule_reason = ('forced by configuration' if self._pool is not None else
+                                'sequential: exit heads run inline (exit_workers=0)')
+        self._warm_up()
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> ExitPolicy:
+        """Return the exit policy in force."""
+        return self._policy
+
+    @property
+    def backend(self) -> str:
+        """Return the name of the backend running the backbone, e.g. 'torch-cpu'."""
+        return self._backend.name
+
+    @property
+    def schedule(self) -> str:
+        """Return the schedule in force: 'speculative' or 'sequential'."""
+        return 'speculative' if self.speculative else 'sequential'
+
+    @property
+    def energy_meter(self) -> EnergyMeter:
+        """Return the energy meter (its ``reason`` says which counter, or why none)."""
+        return self._meter
+
+    def set_policy(self, policy: ExitPolicy):
+        """
+        Swap the exit policy; it takes effect at the next frame (thread-safe).
+
+        The policy is bound to this model first: one that does not fit raises
+        :class:`ConfigError` and the current policy stays.
+        """
+        if not isinstance(policy, ExitPolicy):
+            raise ConfigError(f'policy must be an ExitPolicy, got {type(policy).__name__}')
+        policy.bind(self.num_exits, tuple(self._gate.thresholds))
+        # One reference assignment: a frame in flight keeps the policy it started with.
+        self._policy = policy
+        LOG.info('%s: exit policy %s', self.model_id, policy.describe())
+
+    def classify(self, image: np.ndarray) -> Result:
+        """
+        Classify one image ((H, W, 3) RGB or (H, W) grey, any size; see preprocessing).
+
+        :raises ImageError: the image cannot be preprocessed.
+        :raises BackendError: the classifier is closed or the backend failed.
+        """
+        with self._lock:
+            if self._closed:
+                raise BackendError('the classifier is closed')
+            # Read the policy reference once: a swap from another thread lands between frames.
+            result, record = self._classify(image, self._policy, self.speculative)
+            self.profile.add(record)
+            # The policy in force now (possibly just swapped in) plans the next frame.
+            self._policy.update(self.profile)
+            return result
+
+    def close(self):
+        """Stop the worker pool, release the backend and the energy counter (idempotent)."""
+        # Taking the frame lock lets a frame in flight on another thread finish first.
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            if self._backend is not None:
+                self._backend.close()
+            if self._meter is not None and getattr(self, '_owns_meter', False):
+                self._meter.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- the frame ------------------------------------------------------------------------
+
+    def _classify(self, image, policy: ExitPolicy, speculative: bool) -> tuple:
+        thresholds = policy.thresholds()
+        mark = self._meter.begin()
+        t0 = time.perf_counter()
+        preprocess(image, self._spec, out=self._backend.input)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            exit_k, logits, confs, head_ms, seg_ms, n_spec = self._run(thresholds, speculative)
+        t2 = time.perf_counter()
+        energy = self._meter.end(mark) if self._meter.available else self._unknown_energy
+        timings = StageTimings((t1 - t0) * 1e3, seg_ms, head_ms, (t2 - t0) * 1e3)
+        probs = _softmax(logits)
+        order = np.argsort(-probs, kind='stable')[:self._top_k]
+        top = tuple(ClassScore(int(c), self._label(int(c)), float(probs[c])) for c in order)
+        result = Result(
+            class_id=top[0].class_id, label=top[0].label, score=top[0].score, top_k=top,
+            exit_index=exit_k, num_exits=self.num_exits,
+            blocks_run=self.blocks_per_exit[exit_k], blocks_total=self.blocks_per_exit[-1],
+            gate_metric=self._gate.metric, gate_confidence=confs,
+            gate_threshold=thresholds[:min(exit_k + 1, self.num_exits - 1)],
+            policy=policy.name, speculative_segments=n_spec, timings=timings,
+            backend=self._backend.name, exit_device=self.exit_device, model_id=self.model_id,
+            energy=energy)
+        record = FrameRecord(timings.preprocess_ms, seg_ms, head_ms, timings.inference_ms,
+                             exit_k, confs, energy.joules if energy.measured else float('nan'),
+                             n_spec)
+        return result, record
+
+    def _label(self, class_id: int) -> str:
+        return self.labels[class_id] if class_id < len(self.labels) else ''
+
+    def _head_task(self, k: int, pooled) -> tuple:
+        # Runs on a worker thread: wait for the feature on the host, then head + gate.
+        feature = self._backend.pooled_to_numpy(pooled)
+        t0 = time.perf_counter()
+        logits = self._heads[k](feature)
+        conf = float(self._gate.confidence(logits))
+        return logits, conf, (time.perf_counter() - t0) * 1e3
+
+    def _run(self, thresholds: tuple, speculative: bool) -> tuple:
+        """Run segments and exits until one is taken; the scheduler of one frame."""
+        backend, last = self._backend, self.num_exits - 1
+        run = backend.run_segment(0, backend.start())
+        executed = [run]
+        confs, head_ms = [], []
+        discarded = None
+        k = 0
+        while True:
+            if self._pool is not None:
+                future = self._pool.submit(self._head_task, k, run.pooled)
+            else:
+                future = _Done(self._head_task(k, run.pooled))
+            ahead = None
+            # Speculate only where exit k is in doubt or certainly not taken: a threshold <= 0
+            # exits for sure, so running segment k+1 would be pure waste.
+            if speculative and k < last and thresholds[k] > 0.0:
+                ahead = backend.run_segment(k + 1, run.tokens)
+            logits, conf, ms = future.result()
+            confs.append(conf)
+            head_ms.append(ms)
+            if k == last or should_exit(conf, thresholds[k]):
+                discarded = ahead
+                break
+            run = ahead if ahead is not None else backend.run_segment(k + 1, run.tokens)
+            executed.append(run)
+            k += 1
+        seg_ms = [r.elapsed_ms() for r in executed]
+        n_spec = 0
+        if discarded is not None:
+            n_spec = 1
+            # On an asynchronous device the abandoned segment may still be running: list its
+            # time only if it already finished, never wait for it.
+            if discarded.finished():
+                seg_ms.append(discarded.elapsed_ms())
+        return k, logits, tuple(confs), tuple(head_ms), tuple(seg_ms), n_spec
+
+    # -- load-time work -----------------------------------------------------------------------
+
+    def _synthetic_images(self, n: int) -> list:
+        h, w = self._spec.input_size
+        shape = (h, w) if self._spec.channels == 1 else (h, w, 3)
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(max(n, 1))]
+
+    def _warm_up(self):
+        config = self.config
+        images = self._synthetic_images(4)
+        policy = self._policy
+        for i in range(config.warmup):
+            self._classify(images[i % len(images)], policy, self.speculative)
+        if config.schedule == 'auto' and self._pool is not None:
+            self._choose_schedule(images, policy)
+        self.profile.clear()
+
+    def _choose_schedule(self, images: list, policy: ExitPolicy):
+        """Time both schedules on interleaved frames; keep the faster for this backend."""
+        samples = {True: [], False: []}
+        for i in range(self.config.measure_iters):
+            for spec in (True, False):
+                result, _ = self._classify(images[i % len(images)], policy, spec)
+                samples[spec].append(result.timings.inference_ms)
+        spec_ms = float(np.median(samples[True]))
+        seq_ms = float(np.median(samples[False]))
+        self.speculative = spec_ms < seq_ms
+        self.schedule_reason = (f'measured median {spec_ms:.3f} ms speculative vs '
+                                f'{seq_ms:.3f} ms sequential over {self.config.measure_iters} '
+                                f'frames each on {self._backend.name}')
+        LOG.info('%s: schedule %s (%s)', self.model_id, self.schedule, self.schedule_reason)
+
+
+class _Done:
+    """A finished future, for heads run inline."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def _in_features(head: torch.nn.Module) -> int:
+    for module in head.modules():
+        if isinstance(module, torch.nn.Linear):
+            return module.in_features
+    raise BackendError(f'exit head {type(head).__name__} has no linear layer')

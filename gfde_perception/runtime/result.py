@@ -1,0 +1,115 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+What one classification returns; the fields map 1:1 onto ``gfde_msgs/Classification``.
+
+Plain frozen dataclasses of Python scalars and tuples, so a result can cross threads, be logged
+as JSON (:meth:`Result.to_dict`) and be turned into a message without touching tensors.
+"""
+
+from dataclasses import asdict, dataclass, field
+import math
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One entry of a top-k list: class index, label and softmax probability."""
+
+    class_id: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """
+    Per-stage wall-clock time of one frame, in milliseconds.
+
+    ``segment_ms[k]`` and ``exit_head_ms[k]`` belong to backbone segment k and exit head k; only
+    stages that ran are listed (a speculative segment that finished and was discarded is listed
+    too, so ``segment_ms`` may be one longer than ``exit_head_ms``). ``exit_head_ms`` includes
+    the gate. ``inference_ms`` runs from the start of preprocessing to the exit decision.
+    """
+
+    preprocess_ms: float
+    segment_ms: tuple
+    exit_head_ms: tuple
+    inference_ms: float
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """
+    Energy attributed to one frame (or window).
+
+    :ivar measured: True only when ``joules`` comes from a hardware counter.
+    :ivar joules: energy above the idle baseline; NaN when unknown. Never an estimate when
+        ``measured`` is True.
+    :ivar source: 'nvml', 'rapl', 'ina3221', or 'none'.
+    :ivar method: how an estimate was made, or why there is none (empty when measured).
+
+    """
+
+    measured: bool
+    joules: float
+    source: str
+    method: str = ''
+
+    @classmethod
+    def unknown(cls, method: str) -> 'EnergyReading':
+        """Return the reading used where no counter exists, saying why in ``method``."""
+        return cls(False, math.nan, 'none', method)
+
+
+@dataclass(frozen=True)
+class Result:
+    """
+    The classification of one image.
+
+    :ivar class_id: winning class index (0-based) in ``labels``.
+    :ivar label: its name.
+    :ivar score: softmax probability of the winner at the exit taken.
+    :ivar top_k: the most probable classes at that exit, best first.
+    :ivar exit_index: exit that produced the result (num_exits - 1 is the final classifier).
+    :ivar num_exits: exits in the model, the final one included.
+    :ivar blocks_run: backbone blocks run to reach the exit taken.
+    :ivar blocks_total: backbone blocks in the model.
+    :ivar gate_metric: the statistic the gates read: max_softmax, margin, entropy or learned.
+    :ivar gate_confidence: gate confidence at each evaluated exit, in exit order.
+    :ivar gate_threshold: threshold in force at each evaluated early exit (the final has none).
+    :ivar policy: exit policy that set the thresholds: 'threshold', 'budget', 'final' or 'force'.
+    :ivar speculative_segments: segments computed past the exit taken and discarded.
+    :ivar timings: per-stage latency.
+    :ivar backend: backend that ran the backbone, e.g. 'torch-cpu', 'tensorrt-fp16'.
+    :ivar exit_device: where exit heads and gates ran, e.g. 'cpu-worker'.
+    :ivar model_id: bundle name and the first 12 hex digits of its checksum.
+    :ivar energy: energy of this frame, or why it is unknown.
+
+    """
+
+    class_id: int
+    label: str
+    score: float
+    top_k: tuple
+    exit_index: int
+    num_exits: int
+    blocks_run: int
+    blocks_total: int
+    gate_metric: str
+    gate_confidence: tuple
+    gate_threshold: tuple
+    policy: str
+    speculative_segments: int
+    timings: StageTimings
+    backend: str
+    exit_device: str
+    model_id: str
+    energy: EnergyReading = field(
+        default_factory=lambda: EnergyReading.unknown('no energy meter attached'))
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict (NaN joules become None)."""
+        data = asdict(self)
+        if math.isnan(data['energy']['joules']):
+            data['energy']['joules'] = None
+        return data
