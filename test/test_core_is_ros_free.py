@@ -19,8 +19,8 @@ PACKAGE = REPO / 'gfde_perception'
 # The ROS shell, and the one evaluation module that publishes into a live node.
 ROS_SHELL = ('gfde_perception.ros', 'gfde_perception.evaluation.live')
 BLOCKED = ('rclpy', 'gfde_msgs', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
-           'builtin_interfaces', 'lifecycle_msgs', 'rcl_interfaces', 'launch', 'launch_ros', 'tensorrt',
-           'torch_tensorrt', 'pynvml', 'onnxruntime', 'cv_bridge')
+           'builtin_interfaces', 'lifecycle_msgs', 'rcl_interfaces', 'launch', 'launch_ros',
+           'tensorrt', 'torch_tensorrt', 'pynvml', 'onnxruntime', 'cv_bridge')
 
 
 def core_modules():
