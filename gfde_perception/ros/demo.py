@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--bag', help='rosbag2 folder or file with camera images')
     parser.add_argument('--bag-topic', default='/camera/image_raw', help='image topic in the bag')
+    parser.add_argument('--label-topic', default='/camera/label',
+                        help='label topic in the bag (ground truth for the table; optional)')
     parser.add_argument('--frames', type=int, default=60, help='frames to send (at most)')
     parser.add_argument('--rate', type=float, default=15.0, help='publishing rate in Hz')
     parser.add_argument('--bundle', default='', help='.gfde bundle (default: the embedded one)')
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
         daemon=True)
     spinner.start()
     best_effort = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+    truths = _bag_truths(args.bag, args.bag_topic, args.label_topic, args.frames)
     try:
         if args.bag:
             from gfde_perception.evaluation.bags import raw_frames
@@ -127,7 +130,7 @@ def main(argv=None) -> int:
             time.sleep(1.0 / args.rate)
         time.sleep(1.0)
         got = [m for _, m in list(results)]
-        _print_report(got, sent, args.rows)
+        _print_report(got, sent, args.rows, truths)
         return 0 if got else 1
     finally:
         stop.set()
@@ -144,12 +147,33 @@ def main(argv=None) -> int:
                 node_proc.kill()
 
 
-def _print_report(results, sent, rows):
-    print(f'\n{"seq":>5} {"stamp":>20} {"label":<16}{"score":>7}{"exit":>6}{"total ms":>10}')
+def _bag_truths(bag, image_topic, label_topic, limit) -> dict:
+    """Return ``{stamp_ns: class name}`` from the bag's label topic, or {} when it has none."""
+    if not bag or not label_topic:
+        return {}
+    from gfde_perception.evaluation.bags import bag_classes, list_topics, read_labelled_frames
+    if label_topic not in list_topics(bag):
+        return {}
+    names = bag_classes(bag)
+    frames = read_labelled_frames(bag, image_topic, label_topic, class_names=names,
+                                  on_unlabelled='skip', on_orphan_labels='ignore', limit=limit)
+    return {f.stamp_ns: (names[f.label] if names else str(f.label)) for f in frames}
+
+
+def _stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def _print_report(results, sent, rows, truths=None):
+    truths = truths or {}
+    print(f'\n{"seq":>5} {"stamp":>20} {"truth":<14}{"label":<14}{"score":>7}{"exit":>6}'
+          f'{"total ms":>10}')
     for msg in results[:rows]:
         stamp = f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}'
-        print(f'{msg.frame_seq:5d} {stamp:>20} {msg.label[:15]:<16}{msg.score:7.3f}'
-              f'{msg.exit_index:>3}/{msg.num_exits:<2}{msg.latency.total_ms:10.2f}')
+        truth = truths.get(_stamp_ns(msg), '-')
+        print(f'{msg.frame_seq:5d} {stamp:>20} {truth[:13]:<14}{msg.label[:13]:<14}'
+              f'{msg.score:7.3f}{msg.exit_index:>3}/{msg.num_exits:<2}'
+              f'{msg.latency.total_ms:10.2f}')
     if len(results) > rows:
         print(f'  ... {len(results) - rows} more')
     if not results:
@@ -168,6 +192,11 @@ def _print_report(results, sent, rows):
                                 for k in range(n_exits)))
     blocks = np.mean([m.blocks_run / max(m.blocks_total, 1) for m in results])
     print(f'mean share of backbone blocks run: {blocks:.0%}')
+    judged = [(m.label, truths[_stamp_ns(m)]) for m in results if _stamp_ns(m) in truths]
+    if judged:
+        correct = sum(label == truth for label, truth in judged)
+        print(f'accuracy against the bag labels: {correct}/{len(judged)} '
+              f'({correct / len(judged):.1%})')
 
 
 if __name__ == '__main__':
