@@ -1,0 +1,146 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+Per-exit threshold calibration and cascade statistics (numpy only).
+
+Rule (``budget_points`` = N): exits are calibrated in order; exit k sees the validation images
+that no earlier exit took, and gets the threshold that lets it take as many of them as possible
+while its accuracy on the images it takes stays within N percentage points of the final exit's
+accuracy on those same images. Summed over exits, the cascade then loses at most N points
+against the final exit on the validation split (each exit's loss is bounded on its share).
+"""
+
+from gfde_perception.errors import ConfigError
+import numpy as np
+
+
+def calibrate_threshold(conf: np.ndarray, exit_correct: np.ndarray, final_correct: np.ndarray,
+                        budget_points: float, min_samples: int = 1) -> tuple:
+    """
+    Lowest threshold (largest exit rate) of one exit that keeps within the budget.
+
+    :param conf: (M,) gate confidence of the exit on the images still in the cascade.
+    :param exit_correct: (M,) bool, the exit's prediction is right.
+    :param final_correct: (M,) bool, the final exit's prediction is right.
+    :param budget_points: allowed accuracy loss in percentage points.
+    :param min_samples: the exit must take at least this many images, else it is disabled.
+
+    :return: ``(threshold, taken)`` where ``taken`` is the (M,) bool mask of images that exit; a
+        threshold of 1.0 means the exit never fires.
+
+    """
+    conf = np.asarray(conf, np.float64)
+    if conf.ndim != 1 or len(exit_correct) != len(conf) or len(final_correct) != len(conf):
+        raise ConfigError('conf, exit_correct and final_correct must be equal-length vectors')
+    if budget_points < 0:
+        raise ConfigError(f'budget_points must be >= 0, got {budget_points}')
+    none = (1.0, np.zeros(len(conf), bool))
+    if len(conf) == 0:
+        return none
+    order = np.argsort(-conf, kind='stable')
+    sorted_conf = conf[order]
+    gain = (np.asarray(exit_correct, np.float64) - np.asarray(final_correct, np.float64))[order]
+    count = np.arange(1, len(conf) + 1)
+    # Mean accuracy difference of the top-m most confident images, for every m.
+    diff = np.cumsum(gain) / count
+    # A threshold can only split between distinct confidences: every image with conf >= t
+    # exits, so only prefixes that end before a strictly lower confidence are reachable.
+    boundary = np.append(sorted_conf[:-1] > sorted_conf[1:], True)
+    ok = boundary & (diff >= -budget_points / 100.0 - 1e-12) & (count >= min_samples)
+    if not ok.any():
+        return none
+    m = int(np.flatnonzero(ok)[-1]) + 1
+    threshold = float(sorted_conf[m - 1])
+    if threshold >= 1.0:
+        # should_exit treats >= 1 as "never": only certain images would pass, so disable.
+        return none
+    return threshold, conf >= threshold
+
+
+def calibrate_thresholds(confidences, exit_preds, final_pred, labels, budget_points: float,
+                         min_samples: int = 1) -> tuple:
+    """
+    Thresholds of all early exits, calibrated in cascade order.
+
+    :param confidences: sequence (one per early exit) of (N,) gate confidences.
+    :param exit_preds: sequence of (N,) predicted classes of the early exits.
+    :param final_pred: (N,) predicted classes of the final exit.
+    :param labels: (N,) true classes.
+    :param budget_points: allowed loss in percentage points (see the module docstring).
+    :param min_samples: minimum images an exit must take to be enabled.
+
+    :return: Tuple of thresholds, one per early exit.
+
+    """
+    labels = np.asarray(labels)
+    final_correct = np.asarray(final_pred) == labels
+    remaining = np.ones(len(labels), bool)
+    thresholds = []
+    for conf, pred in zip(confidences, exit_preds):
+        idx = np.flatnonzero(remaining)
+        conf = np.asarray(conf)
+        t, taken = calibrate_threshold(conf[idx], (np.asarray(pred) == labels)[idx],
+                                       final_correct[idx], budget_points, min_samples)
+        thresholds.append(t)
+        remaining[idx[taken]] = False
+    return tuple(thresholds)
+
+
+def cascade(confidences, exit_preds, final_pred, thresholds) -> np.ndarray:
+    """Exit index each image leaves at (len(thresholds) = final), following ``should_exit``."""
+    n = len(final_pred)
+    exit_at = np.full(n, len(thresholds), np.int64)
+    undecided = np.ones(n, bool)
+    for k, (conf, t) in enumerate(zip(confidences, thresholds)):
+        if t <= 0:
+            fires = undecided.copy()
+        elif t >= 1:
+            fires = np.zeros(n, bool)
+        else:
+            fires = undecided & (np.asarray(conf) >= t)
+        exit_at[fires] = k
+        undecided &= ~fires
+    return exit_at
+
+
+def cascade_report(confidences, exit_preds, final_pred, labels, thresholds,
+                   exit_macs=None) -> dict:
+    """
+    Accuracy, exit distribution and expected compute of the calibrated cascade.
+
+    ``exit_macs``: cumulative multiply-accumulates to reach and run each exit (num_exits
+    values); when given, the report includes the expected MACs per image and their ratio to
+    running the whole network.
+    """
+    labels = np.asarray(labels)
+    preds = [np.asarray(p) for p in exit_preds] + [np.asarray(final_pred)]
+    exit_at = cascade(confidences, exit_preds, final_pred, thresholds)
+    chosen = np.choose(exit_at, preds)
+    num_exits = len(preds)
+    rates = np.bincount(exit_at, minlength=num_exits) / max(1, len(labels))
+    per_exit = []
+    for k in range(num_exits):
+        taken = exit_at == k
+        per_exit.append({
+            'exit': k,
+            'threshold': float(thresholds[k]) if k < len(thresholds) else None,
+            'exit_rate': float(rates[k]),
+            'accuracy_taken': float((preds[k][taken] == labels[taken]).mean())
+            if taken.any() else None,
+            'accuracy_alone': float((preds[k] == labels).mean()),
+        })
+    report = {
+        'accuracy': float((chosen == labels).mean()),
+        'final_exit_accuracy': float((preds[-1] == labels).mean()),
+        'exit_rates': [float(r) for r in rates],
+        'per_exit': per_exit,
+    }
+    if exit_macs is not None:
+        macs = np.asarray(exit_macs, np.float64)
+        expected = float((rates * macs).sum())
+        report['expected_macs'] = expected
+        report['full_macs'] = float(macs[-1])
+        report['compute_ratio'] = expected / float(macs[-1])
+        for k in range(num_exits):
+            per_exit[k]['cumulative_macs'] = float(macs[k])
+    return report

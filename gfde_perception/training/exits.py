@@ -1,0 +1,294 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+Step 3: train the early-exit heads on the frozen student, calibrate thresholds, bundle.
+
+The backbone and the final classifier stay frozen, so the final exit keeps the distilled
+student's accuracy. An exit reads ``mean_n(LayerNorm(tokens))``; LayerNorm's affine part commutes
+with the mean over tokens (``mean(g * x_hat + b) = g * mean(x_hat) + b``), so the exit's input
+``mean_n(x_hat)`` is computed once per image and cached, and the exits (norm affine + head) train
+on the cache in seconds per epoch instead of re-running the backbone. Exits learn from the labels
+and, with weight ``self_distill``, from the frozen final exit's probabilities.
+"""
+
+import json
+from pathlib import Path
+
+from gfde_perception.errors import ConfigError
+from gfde_perception.training.calibration import calibrate_thresholds, cascade_report
+from gfde_perception.training.config import TrainConfig
+from gfde_perception.training.loop import lr_at, write_json
+import numpy as np
+
+
+def exit_features(model, data, spec, batch_size: int = 256, progress=True,
+                  desc: str = 'exit features') -> tuple:
+    """
+    Per early exit the (N, C_k) affine-free normalised mean token, and final logits.
+
+    Returns ``(features: list of float32 arrays, final_logits (N, K))``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from gfde_perception.training.data import iterate_batches, num_batches
+
+    model.eval()
+    n_early = len(model.exits)
+    feats = [[] for _ in range(n_early)]
+    finals = []
+    with torch.inference_mode():
+        for inputs, _y, _i in tqdm(iterate_batches(data, spec, batch_size),
+                                   total=num_batches(len(data), batch_size), desc=desc,
+                                   disable=not progress, dynamic_ncols=True, mininterval=2.0):
+            tokens = torch.from_numpy(inputs)
+            for k, segment in enumerate(model.segments):
+                tokens, pooled = segment(tokens)  # (B, N, C), (B, C)
+                if k < n_early:
+                    norm = model.exits[k].norm
+                    x_hat = F.layer_norm(tokens, norm.normalized_shape, eps=norm.eps)
+                    feats[k].append(x_hat.mean(1).numpy())
+            finals.append(model.exit_heads[-1](pooled).numpy())
+    return [np.concatenate(f) for f in feats], np.concatenate(finals)
+
+
+def _exit_logits(branch, feats):
+    """Logits of one exit branch from cached affine-free features (torch, differentiable)."""
+    return branch.head(feats * branch.norm.weight + branch.norm.bias)
+
+
+def fit_exit_heads(model, features, labels, final_logits, cfg: TrainConfig, progress=True,
+                   log=print) -> list:
+    """Train every early exit (norm affine + head) on cached features; returns the history."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    ecfg = cfg.exits
+    optim = ecfg.optim
+    params = [p for branch in model.exits for p in branch.parameters()]
+    if not params:
+        raise ConfigError('the student has no early exits to train (exit_blocks is empty)')
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    feats = [torch.from_numpy(f) for f in features]
+    y = torch.from_numpy(np.asarray(labels))
+    soft = torch.softmax(torch.from_numpy(final_logits), dim=1)
+    n = len(y)
+    per_epoch = (n + optim.batch_size - 1) // optim.batch_size
+    total = int(np.ceil(optim.epochs * per_epoch))
+    if optim.max_steps is not None:
+        total = min(total, optim.max_steps)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    history, step = [], 0
+    model.train()
+    bar = tqdm(total=total, desc='exits', disable=not progress, dynamic_ncols=True,
+               mininterval=2.0)
+    while step < total:
+        order = torch.randperm(n, generator=gen)
+        loss_sum, correct = 0.0, np.zeros(len(feats))
+        seen = 0
+        for start in range(0, n, optim.batch_size):
+            if step >= total:
+                break
+            idx = order[start:start + optim.batch_size]
+            for group in opt.param_groups:
+                group['lr'] = lr_at(step, total, optim)
+            loss = 0.0
+            for k, branch in enumerate(model.exits):
+                logits = _exit_logits(branch, feats[k][idx])
+                hard = F.cross_entropy(logits, y[idx], label_smoothing=optim.label_smoothing)
+                kd = -(soft[idx] * F.log_softmax(logits, dim=1)).sum(1).mean()
+                loss = loss + (1 - ecfg.self_distill) * hard + ecfg.self_distill * kd
+                correct[k] += float((logits.argmax(1) == y[idx]).sum())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            step += 1
+            bar.update(1)
+        record = {'step': step, 'loss': loss_sum / seen,
+                  'train_acc': [float(c / seen) for c in correct]}
+        history.append(record)
+        log(f'exits epoch {record}')
+    bar.close()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+def early_exit_logits(model, features) -> list:
+    """Numpy logits of every early exit from cached features."""
+    import torch
+
+    with torch.inference_mode():
+        return [_exit_logits(branch, torch.from_numpy(f)).numpy()
+                for branch, f in zip(model.exits, features)]
+
+
+def fit_learned_gate(exit_logits, labels, steps: int = 500, lr: float = 0.5) -> tuple:
+    """
+    Logistic gate over (max_softmax, margin, entropy) predicting "this exit is right".
+
+    Fitted by full-batch gradient descent on the training split's early exits (pooled over
+    exits); returns ``(w_max_softmax, w_margin, w_entropy, bias)`` for :mod:`gating`.
+    """
+    from gfde_perception.gating import uncertainty_features
+
+    x = np.concatenate([uncertainty_features(lg) for lg in exit_logits])  # (E*N, 3)
+    t = np.concatenate([(lg.argmax(1) == labels) for lg in exit_logits]).astype(np.float64)
+    w = np.zeros(4)
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    for _ in range(steps):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (xb @ w)))
+        w -= lr * xb.T @ (p - t) / len(t)
+    return tuple(float(v) for v in w)
+
+
+def cumulative_exit_macs(model) -> list:
+    """Count the MACs to reach and run each exit under the sequential schedule (batch 1)."""
+    from gfde_perception.models.flops import segment_macs
+
+    seg = segment_macs(model)
+    heads = model.head_cost()
+    out, acc = [], 0
+    for k in range(model.num_exits):
+        acc += seg[k] + heads[k].get('norm_pool_macs', 0) + heads[k].get('head_macs', 0)
+        out.append(acc)
+    return out
+
+
+def evaluate_cascade(model, gate, data, spec, progress=True, features=None) -> dict:
+    """Cascade report of ``model`` with ``gate`` on ``data`` (accuracy, exit rates, MACs)."""
+    if features is None:
+        features = exit_features(model, data, spec, progress=progress)
+    feats, final = features
+    early = early_exit_logits(model, feats)
+    conf = [gate.confidence(lg) for lg in early]
+    report = cascade_report(conf, [lg.argmax(1) for lg in early], final.argmax(1), data.labels,
+                            gate.thresholds, cumulative_exit_macs(model))
+    report['blocks_per_exit'] = list(model.blocks_per_exit)
+    return report
+
+
+def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
+                student_tag: str = 'student') -> dict:
+    """Train exits, calibrate thresholds on validation, write the bundle; return metrics."""
+    import torch
+
+    from gfde_perception.gating import GateConfig
+    from gfde_perception.training.student import build_student, load_student_checkpoint
+
+    out_dir = Path(out_dir)
+    spec = cfg.student.preprocessing.spec()
+    model = build_student(cfg.student, len(splits.classes))
+    load_student_checkpoint(model, out_dir / f'{student_tag}.ckpt')
+    ckpt = out_dir / 'exits.ckpt'
+    train_f = exit_features(model, splits.train, spec, progress=progress,
+                            desc='exit features train')
+    val_f = exit_features(model, splits.val, spec, progress=progress, desc='exit features val')
+    if ckpt.is_file():
+        model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=False)['model'])
+        history = json.loads((out_dir / 'exits_history.json').read_text())
+        log(f'exits: resumed trained heads from {ckpt}')
+    else:
+        history = fit_exit_heads(model, train_f[0], splits.train.labels, train_f[1], cfg,
+                                 progress=progress, log=log)
+        torch.save({'model': model.state_dict()}, ckpt)
+        write_json(out_dir / 'exits_history.json', history)
+    learned = None
+    if cfg.exits.metric == 'learned':
+        learned = fit_learned_gate(early_exit_logits(model, train_f[0]), splits.train.labels)
+    probe = GateConfig(cfg.exits.metric, (0.5,) * len(model.exits), learned)
+    val_early = early_exit_logits(model, val_f[0])
+    thresholds = calibrate_thresholds(
+        [probe.confidence(lg) for lg in val_early], [lg.argmax(1) for lg in val_early],
+        val_f[1].argmax(1), splits.val.labels, cfg.exits.budget_points,
+        cfg.exits.min_exit_samples)
+    gate = probe.with_thresholds(thresholds)
+    metrics = {'history': history, 'gate': gate.to_dict(),
+               'budget_points': cfg.exits.budget_points,
+               'val': evaluate_cascade(model, gate, splits.val, spec, features=val_f)}
+    if splits.test is not None:
+        metrics['test'] = evaluate_cascade(model, gate, splits.test, spec, progress=progress)
+    for split in ('val', 'test'):
+        if split in metrics:
+            log(format_report(metrics[split], f'exits on {split}'))
+    write_bundle(cfg, model, gate, splits, out_dir, metrics)
+    write_json(out_dir / 'exits_metrics.json', metrics)
+    return metrics
+
+
+def format_report(report: dict, title: str) -> str:
+    """Render a cascade report as a small text table (accuracy, exit rate, compute per exit)."""
+    lines = [f"{title}: accuracy {100 * report['accuracy']:.2f}% (final exit alone "
+             f"{100 * report['final_exit_accuracy']:.2f}%), expected compute "
+             f"{100 * report.get('compute_ratio', float('nan')):.1f}% of the full network",
+             '  exit  blocks  threshold  exit rate  acc. taken  acc. alone  cumulative MMACs']
+    blocks = report.get('blocks_per_exit', [None] * len(report['per_exit']))
+    for row, b in zip(report['per_exit'], blocks):
+        thr = '-' if row['threshold'] is None else f"{row['threshold']:.3f}"
+        taken = '-' if row['accuracy_taken'] is None else f"{100 * row['accuracy_taken']:.2f}%"
+        macs = row.get('cumulative_macs')
+        macs = '-' if macs is None else f'{macs / 1e6:.2f}'
+        lines.append(f"  {row['exit']:>4}  {str(b):>6}  {thr:>9}  {100 * row['exit_rate']:>8.2f}%"
+                     f"  {taken:>10}  {100 * row['accuracy_alone']:>9.2f}%  {macs:>16}")
+    return '\n'.join(lines)
+
+
+def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: dict):
+    """Save the student with exits and calibrated gate as a ``.gfde`` bundle."""
+    from gfde_perception.bundle import Bundle, save_bundle
+
+    out_dir = Path(out_dir)
+
+    def read(name):
+        path = out_dir / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    teacher = read('teacher_metrics.json')
+    student = read('student_metrics.json')
+    metrics = {
+        'dataset': splits.describe(),
+        'teacher': {k: teacher.get(k) for k in ('val_acc', 'test_acc', 'parameters',
+                                                'input_size', 'build', 'train_seconds')
+                    if k in teacher},
+        'student': {k: student.get(k) for k in ('val_acc', 'test_acc', 'parameters',
+                                                'distillation', 'train_seconds')
+                    if k in student},
+        'exits': {k: exit_metrics[k] for k in ('val', 'test', 'budget_points')
+                  if k in exit_metrics},
+    }
+    provenance = {
+        'tool': 'gfde-train',
+        'config': cfg.to_dict(),
+        'data': splits.describe(),
+        'teacher': teacher.get('build'),
+        'distillation': student.get('distillation'),
+        'seed': cfg.seed,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    spec = cfg.student.preprocessing.spec()
+    bundle = Bundle(name=cfg.name, config=model.config, preprocessing=spec,
+                    labels=tuple(splits.classes), gate=gate, state_dict=state,
+                    provenance=provenance, metrics=_plain(metrics), checksum='')
+    path = cfg.bundle_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_bundle(bundle, path)
+    return path
+
+
+def _plain(value):
+    """Round-trip through JSON so the manifest holds only plain types."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, 'item')
+                                 else str(v)))
+
+
+__all__ = ['train_exits', 'exit_features', 'fit_exit_heads', 'evaluate_cascade',
+           'fit_learned_gate', 'cumulative_exit_macs', 'write_bundle']

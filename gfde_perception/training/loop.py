@@ -1,0 +1,211 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+The one training loop: seeded, resumable, with progress bars, shared by the three steps.
+
+A step supplies a ``loss_fn(model, inputs, labels, indices) -> (loss, logits)``; the loop owns the
+batch order, the AdamW optimiser with warm-up + cosine schedule, gradient clipping, checkpoints
+(model, optimiser, position in the epoch) and the per-epoch history.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+import time
+from typing import Callable, Optional
+
+from gfde_perception.errors import ConfigError
+from gfde_perception.training.config import OptimConfig
+from gfde_perception.training.data import iterate_batches, LabelledImages, num_batches
+import numpy as np
+
+
+def seed_everything(seed: int, threads: Optional[int] = None):
+    """Seed Python, numpy and torch; optionally pin torch's CPU thread count."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
+    """Learning rate of ``step``: linear warm-up, then cosine decay to 1% of the peak."""
+    warmup = int(cfg.warmup_fraction * total)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _atomic_torch_save(obj, path: Path):
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig, *,
+        seed: int, checkpoint: Optional[Path] = None, desc: str = 'train',
+        params=None, progress: bool = True, log: Optional[Callable] = None) -> dict:
+    """
+    Train ``model`` on ``train`` and return ``{'history': [...], 'steps': n, 'seconds': s}``.
+
+    :param model: the torch module (put in train mode here).
+    :param loss_fn: ``(model, inputs, labels, indices) -> (loss, logits)``, tensors; ``indices``
+        are dataset positions (to look up precomputed teacher logits).
+    :param train: training images; batches are augmented per ``cfg.augment`` then preprocessed
+        with ``spec`` (the one preprocessing path).
+    :param spec: the model's :class:`~gfde_perception.preprocessing.PreprocessSpec`.
+    :param cfg: optimisation settings.
+    :param seed: fixes the batch order and augmentation of every epoch.
+    :param checkpoint: file to resume from and to save to every ``cfg.checkpoint_every`` steps
+        and at each epoch end; a finished run found there is returned without training.
+    :param desc: progress-bar label.
+    :param params: parameters to optimise (default: all that require grad).
+    :param progress: show a tqdm bar.
+    :param log: optional callable receiving one dict per finished epoch.
+
+    """
+    import torch
+    from tqdm import tqdm
+
+    params = [p for p in (params if params is not None else model.parameters())
+              if p.requires_grad]
+    if not params:
+        raise ConfigError(f'{desc}: nothing to train (no parameter requires grad)')
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = num_batches(len(train), cfg.batch_size)
+    total = int(math.ceil(cfg.epochs * per_epoch))
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    epochs = int(math.ceil(total / per_epoch))
+    state = {'step': 0, 'history': [], 'seconds': 0.0, 'done': False}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        saved = torch.load(checkpoint, map_location='cpu', weights_only=False)
+        model.load_state_dict(saved['model'])
+        optimizer.load_state_dict(saved['optimizer'])
+        state = saved['state']
+        if state['done']:
+            return {k: state[k] for k in ('history', 'step', 'seconds')} | {'resumed': True}
+
+    def save(done=False):
+        if checkpoint is not None:
+            state['done'] = done
+            _atomic_torch_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                                'state': state}, Path(checkpoint))
+
+    model.train()
+    step = state['step']
+    started = time.perf_counter() - state['seconds']
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, dynamic_ncols=True,
+               mininterval=2.0)
+    for epoch in range(step // per_epoch, epochs):
+        sums = {'loss': 0.0, 'correct': 0, 'seen': 0}
+        start_batch = step - epoch * per_epoch
+        batches = iterate_batches(train, spec, cfg.batch_size, shuffle=True,
+                                  seed=seed * 1000 + epoch, augment_cfg=cfg.augment,
+                                  start_batch=start_batch)
+        for inputs, labels, indices in batches:
+            if step >= total:
+                break
+            for group in optimizer.param_groups:
+                group['lr'] = lr_at(step, total, cfg)
+            x = torch.from_numpy(inputs)
+            y = torch.from_numpy(labels)
+            loss, logits = loss_fn(model, x, y, indices)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f'{desc}: loss became {loss.item()} at step {step}')
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            state['step'] = step
+            sums['loss'] += loss.item() * len(y)
+            sums['correct'] += int((logits.argmax(1) == y).sum())
+            sums['seen'] += len(y)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / sums['seen']:.3f}",
+                            acc=f"{sums['correct'] / sums['seen']:.3f}", refresh=False)
+            if step % cfg.checkpoint_every == 0:
+                state['seconds'] = time.perf_counter() - started
+                save()
+        if sums['seen']:
+            record = {'epoch': epoch, 'step': step, 'loss': sums['loss'] / sums['seen'],
+                      'train_acc': sums['correct'] / sums['seen'],
+                      'seconds': time.perf_counter() - started}
+            state['history'].append(record)
+            if log is not None:
+                log(record)
+        state['seconds'] = time.perf_counter() - started
+        save(done=step >= total)
+        if step >= total:
+            break
+    bar.close()
+    model.eval()
+    return {'history': state['history'], 'step': step, 'seconds': state['seconds'],
+            'resumed': False}
+
+
+def predict(model, data: LabelledImages, spec, batch_size: int = 256,
+            outputs: Callable = None, desc: str = 'predict', progress: bool = True):
+    """
+    Run ``model`` over ``data`` in eval mode (no augmentation) and stack its outputs.
+
+    ``outputs(model, inputs) -> tensor or tuple of tensors`` picks what to keep (default: the
+    model's output); returns numpy arrays in dataset order.
+    """
+    import torch
+    from tqdm import tqdm
+
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        batches = iterate_batches(data, spec, batch_size)
+        for inputs, _labels, _idx in tqdm(batches, total=num_batches(len(data), batch_size),
+                                          desc=desc, disable=not progress, dynamic_ncols=True,
+                                          mininterval=2.0):
+            out = outputs(model, torch.from_numpy(inputs)) if outputs else model(
+                torch.from_numpy(inputs))
+            chunks.append(tuple(o.float().numpy() for o in out) if isinstance(out, tuple)
+                          else out.float().numpy())
+    if chunks and isinstance(chunks[0], tuple):
+        return tuple(np.concatenate(parts) for parts in zip(*chunks))
+    return np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(labels) == 0:
+        return float('nan')
+    return float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
+
+
+def write_json(path, data: dict):
+    """Write ``data`` as indented JSON atomically (metrics files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + '\n')
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f'not JSON serialisable: {type(value).__name__}')
