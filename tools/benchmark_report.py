@@ -20,6 +20,7 @@ Usage (after ``source tools/env.sh``)::
 
 import argparse
 import json
+import os
 from pathlib import Path
 import shutil
 import sys
@@ -32,16 +33,21 @@ def _arguments(argv):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--bundle', default='default',
                    help="GFDE bundle ('default' = gfde_perception/data/default.gfde)")
-    p.add_argument('--teacher', default=str(REPO / 'runs/default/teacher.safetensors'),
-                   help='fine-tuned teacher saved by gfde-train')
+    p.add_argument('--teacher', default='gfde_perception/data/teacher.safetensors',
+                   help='fine-tuned teacher saved by gfde-train (default: the committed one)')
+    p.add_argument('--ablation',
+                   default='gfde_perception/data/ablation-nodistill.gfde',
+                   help='student trained without distillation (a row of its own when the file '
+                        "exists; '' to leave it out)")
     p.add_argument('--baseline', default=None,
                    help='optional separate classic CNN (teacher format); without it the '
                         'teacher (EfficientNet-Lite0, a classic CNN) is the CNN baseline')
     p.add_argument('--frames', type=int, default=2000, help='Fashion-MNIST test frames')
-    p.add_argument('--bag', default=str(REPO / 'runs/benchmark/fashion_mnist_test_bag'))
-    p.add_argument('--out', default=str(REPO / 'runs/benchmark/eval'))
-    p.add_argument('--doc', default=str(REPO / 'docs/BENCHMARK.md'))
-    p.add_argument('--threads', type=int, default=0)
+    p.add_argument('--bag', default='runs/benchmark/fashion_mnist_test_bag')
+    p.add_argument('--out', default='runs/benchmark/eval')
+    p.add_argument('--doc', default='docs/BENCHMARK.md')
+    p.add_argument('--threads', type=int, default=1,
+                   help='torch threads per configuration (1 is steadiest on shared cores)')
     p.add_argument('--backend', default='torch')
     p.add_argument('--from-report', default=None,
                    help='only regenerate the page from an existing report.json')
@@ -69,6 +75,8 @@ def _missing(args) -> list:
 
 def main(argv=None) -> int:
     args = _arguments(argv)
+    # Paths are relative to the repository, so the page names them the same on every machine.
+    os.chdir(REPO)
     from gfde_perception.evaluation import cli, make_bag
     from gfde_perception.evaluation.report import benchmark_markdown
 
@@ -93,6 +101,8 @@ def main(argv=None) -> int:
         configs = [f'teacher=teacher:{args.teacher}', f'no_exits=bundle:{args.bundle}@final',
                    f'gfde=bundle:{args.bundle}']
         roles = ['teacher=teacher', 'gfde=gfde', 'no_exits=no_exits']
+        if args.ablation and Path(args.ablation).is_file():
+            configs.append(f'no_distill=bundle:{args.ablation}@final')
         if args.baseline:
             configs.append(f'cnn=teacher:{args.baseline}')
             roles.append('baseline=cnn')
