@@ -194,7 +194,7 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
                             desc='exit features train')
     val_f = exit_features(model, splits.val, spec, progress=progress, desc='exit features val')
     if ckpt.is_file():
-        model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=False)['model'])
+        model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=True)['model'])
         history = json.loads((out_dir / 'exits_history.json').read_text())
         log(f'exits: resumed trained heads from {ckpt}')
     else:

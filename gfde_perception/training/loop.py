@@ -89,7 +89,7 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
     epochs = int(math.ceil(total / per_epoch))
     state = {'step': 0, 'history': [], 'seconds': 0.0, 'done': False}
     if checkpoint is not None and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, map_location='cpu', weights_only=False)
+        saved = torch.load(checkpoint, map_location='cpu', weights_only=True)
         model.load_state_dict(saved['model'])
         optimizer.load_state_dict(saved['optimizer'])
         state = saved['state']

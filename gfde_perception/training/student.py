@@ -71,7 +71,7 @@ def load_student_checkpoint(model, path):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f'no student checkpoint at {path}: run the student step first')
-    saved = torch.load(path, map_location='cpu', weights_only=False)
+    saved = torch.load(path, map_location='cpu', weights_only=True)
     model.load_state_dict(saved['model'])
     model.eval()
     return model
