@@ -73,6 +73,26 @@ def _missing(args) -> list:
     return missing
 
 
+def _student_epochs(path):
+    from gfde_perception.bundle import load_bundle
+    from gfde_perception.evaluation.configurations import resolve_bundle_path
+
+    student = load_bundle(resolve_bundle_path(path)).provenance.get('config', {}).get('student', {})
+    return student.get('optim', {}).get('epochs')
+
+
+def _schedule_note(args) -> str:
+    """Say, from the bundles' provenance, when the ablation trained for another schedule."""
+    if not (args.ablation and Path(args.ablation).is_file()):
+        return ''
+    ours, ablation = _student_epochs(args.bundle), _student_epochs(args.ablation)
+    if ours == ablation:
+        return ''
+    return (f'\nThe `no_distill` ablation was trained for {ablation} student epochs and the '
+            f'distilled student for {ours} (from the bundles\' provenance), so their accuracy '
+            'difference mixes the effect of distillation with that of the longer schedule.\n')
+
+
 def main(argv=None) -> int:
     args = _arguments(argv)
     # Paths are relative to the repository, so the page names them the same on every machine.
@@ -128,6 +148,7 @@ def main(argv=None) -> int:
         page += ('\nThe classic CNN baseline of this run is the teacher itself '
                  '(EfficientNet-Lite0, an ImageNet-pretrained CNN fine-tuned on Fashion-MNIST); '
                  'pass `--baseline FILE` to add a separate one.\n')
+    page += _schedule_note(args)
     doc.write_text(page)
     print(f'wrote {doc} from {out / "report.json"}')
     return 0
