@@ -42,7 +42,8 @@ def _arguments(argv):
     p.add_argument('--baseline', default=None,
                    help='optional separate classic CNN (teacher format); without it the '
                         'teacher (EfficientNet-Lite0, a classic CNN) is the CNN baseline')
-    p.add_argument('--frames', type=int, default=2000, help='Fashion-MNIST test frames')
+    p.add_argument('--frames', type=int, default=10000,
+                   help='Fashion-MNIST test frames (default: the whole test set)')
     p.add_argument('--bag', default='runs/benchmark/fashion_mnist_test_bag')
     p.add_argument('--out', default='runs/benchmark/eval')
     p.add_argument('--doc', default='docs/BENCHMARK.md')
