@@ -78,8 +78,8 @@ def _student_epochs(path):
     from gfde_perception.bundle import load_bundle
     from gfde_perception.evaluation.configurations import resolve_bundle_path
 
-    student = load_bundle(resolve_bundle_path(path)).provenance.get('config', {}).get('student', {})
-    return student.get('optim', {}).get('epochs')
+    provenance = load_bundle(resolve_bundle_path(path)).provenance
+    return provenance.get('config', {}).get('student', {}).get('optim', {}).get('epochs')
 
 
 def _schedule_note(args) -> str:
@@ -90,7 +90,7 @@ def _schedule_note(args) -> str:
     if ours == ablation:
         return ''
     return (f'\nThe `no_distill` ablation was trained for {ablation} student epochs and the '
-            f'distilled student for {ours} (from the bundles\' provenance), so their accuracy '
+            f"distilled student for {ours} (from the bundles' provenance), so their accuracy "
             'difference mixes the effect of distillation with that of the longer schedule.\n')
 
 
