@@ -146,7 +146,7 @@ def test_speculation_never_changes_a_prediction(bundle, images, tmp_path, backen
 def test_inline_exit_heads_predict_the_same(bundle, images, tmp_path):
     runs = {}
     for workers in (0, 2):
-        config = _config(tmp_path, backend='torch', exit_workers=workers)
+        config = _config(tmp_path, backend='torch', exit_workers=workers, schedule='sequential')
         with Classifier(bundle, config, ThresholdPolicy((0.5, 0.5, 0.5))) as clf:
             runs[workers] = _run(clf, images)
             if workers == 0:
@@ -158,8 +158,30 @@ def test_inline_exit_heads_predict_the_same(bundle, images, tmp_path):
         assert a.speculative_segments == 0
 
 
+def test_auto_schedule_times_three_plans_and_keeps_predictions(bundle, images, tmp_path):
+    thresholds = ThresholdPolicy((0.5, 0.5, 0.5))
+    with Classifier(bundle, _config(tmp_path, backend='torch', schedule='sequential',
+                                    exit_workers=0), thresholds) as clf:
+        reference = _run(clf, images)
+    with Classifier(bundle, _config(tmp_path, backend='torch', schedule='auto'),
+                    thresholds) as clf:
+        reason = clf.schedule_reason
+        for plan in ('speculative', 'sequential', 'inline heads'):
+            assert f'ms {plan}' in reason
+        chosen = reason.split(':')[0]
+        assert chosen in ('speculative', 'sequential', 'inline heads')
+        assert clf.schedule == ('speculative' if chosen == 'speculative' else 'sequential')
+        assert clf.exit_device == ('cpu-inline' if chosen == 'inline heads' else 'cpu-worker')
+        results = _run(clf, images)
+    assert all(r.exit_device == clf.exit_device for r in results)
+    for a, b in zip(results, reference):
+        assert (a.class_id, a.exit_index, a.gate_confidence) == \
+            (b.class_id, b.exit_index, b.gate_confidence)
+
+
 def test_result_fields(bundle, images, tmp_path):
-    with Classifier(bundle, _config(tmp_path, backend='torch', top_k=3)) as clf:
+    config = _config(tmp_path, backend='torch', top_k=3, schedule='sequential')
+    with Classifier(bundle, config) as clf:
         result = clf.classify(images[0])
         assert clf.labels == bundle.labels and clf.num_exits == 4
     assert result.num_exits == 4 and result.blocks_total == 4

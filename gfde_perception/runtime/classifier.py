@@ -100,7 +100,8 @@ class Classifier:
         if config.exit_workers:
             self._pool = ThreadPoolExecutor(max_workers=config.exit_workers,
                                             thread_name_prefix='gfde-exit')
-        self.exit_device = EXIT_DEVICE if self._pool is not None else INLINE_EXIT_DEVICE
+        # Heads run on the pool unless there is none or 'auto' measures that inline is faster.
+        self.pooled_heads = self._pool is not None
         self._policy = None
         self.set_policy(policy if policy is not None else ThresholdPolicy())
         self.profile = RuntimeProfile(self.num_exits, config.profile_window,
@@ -129,6 +130,11 @@ class Classifier:
     def backend(self) -> str:
         """Return the name of the backend running the backbone, e.g. 'torch-cpu'."""
         return self._backend.name
+
+    @property
+    def exit_device(self) -> str:
+        """Return where exit heads run: 'cpu-worker' (the pool) or 'cpu-inline'."""
+        return EXIT_DEVICE if self.pooled_heads else INLINE_EXIT_DEVICE
 
     @property
     def schedule(self) -> str:
@@ -165,7 +171,8 @@ class Classifier:
             if self._closed:
                 raise BackendError('the classifier is closed')
             # Read the policy reference once: a swap from another thread lands between frames.
-            result, record = self._classify(image, self._policy, self.speculative)
+            result, record = self._classify(image, self._policy, self.speculative,
+                                            self.pooled_heads)
             self.profile.add(record)
             # The policy in force now (possibly just swapped in) plans the next frame.
             self._policy.update(self.profile)
@@ -194,14 +201,15 @@ class Classifier:
 
     # -- the frame ------------------------------------------------------------------------
 
-    def _classify(self, image, policy: ExitPolicy, speculative: bool) -> tuple:
+    def _classify(self, image, policy: ExitPolicy, speculative: bool, pooled: bool) -> tuple:
         thresholds = policy.thresholds()
         mark = self._meter.begin()
         t0 = time.perf_counter()
         preprocess(image, self._spec, out=self._backend.input)
         t1 = time.perf_counter()
         with torch.inference_mode():
-            exit_k, logits, confs, head_ms, seg_ms, n_spec = self._run(thresholds, speculative)
+            exit_k, logits, confs, head_ms, seg_ms, n_spec = self._run(thresholds, speculative,
+                                                                       pooled)
         t2 = time.perf_counter()
         energy = self._meter.end(mark) if self._meter.available else self._unknown_energy
         timings = StageTimings((t1 - t0) * 1e3, seg_ms, head_ms, (t2 - t0) * 1e3)
@@ -215,7 +223,8 @@ class Classifier:
             gate_metric=self._gate.metric, gate_confidence=confs,
             gate_threshold=thresholds[:min(exit_k + 1, self.num_exits - 1)],
             policy=policy.name, speculative_segments=n_spec, timings=timings,
-            backend=self._backend.name, exit_device=self.exit_device, model_id=self.model_id,
+            backend=self._backend.name,
+            exit_device=EXIT_DEVICE if pooled else INLINE_EXIT_DEVICE, model_id=self.model_id,
             energy=energy)
         record = FrameRecord(timings.preprocess_ms, seg_ms, head_ms, timings.inference_ms,
                              exit_k, confs, energy.joules if energy.measured else float('nan'),
@@ -233,7 +242,7 @@ class Classifier:
         conf = float(self._gate.confidence(logits))
         return logits, conf, (time.perf_counter() - t0) * 1e3
 
-    def _run(self, thresholds: tuple, speculative: bool) -> tuple:
+    def _run(self, thresholds: tuple, speculative: bool, pooled: bool) -> tuple:
         """Run segments and exits until one is taken; the scheduler of one frame."""
         backend, last = self._backend, self.num_exits - 1
         run = backend.run_segment(0, backend.start())
@@ -242,14 +251,14 @@ class Classifier:
         discarded = None
         k = 0
         while True:
-            if self._pool is not None:
+            if pooled:
                 future = self._pool.submit(self._head_task, k, run.pooled)
             else:
                 future = _Done(self._head_task(k, run.pooled))
             ahead = None
             # Speculate only where exit k is in doubt or certainly not taken: a threshold <= 0
             # exits for sure, so running segment k+1 would be pure waste.
-            if speculative and k < last and thresholds[k] > 0.0:
+            if speculative and pooled and k < last and thresholds[k] > 0.0:
                 ahead = backend.run_segment(k + 1, run.tokens)
             logits, conf, ms = future.result()
             confs.append(conf)
@@ -283,25 +292,35 @@ class Classifier:
         images = self._synthetic_images(4)
         policy = self._policy
         for i in range(config.warmup):
-            self._classify(images[i % len(images)], policy, self.speculative)
+            self._classify(images[i % len(images)], policy, self.speculative, self.pooled_heads)
         if config.schedule == 'auto' and self._pool is not None:
             self._choose_schedule(images, policy)
         self.profile.clear()
 
     def _choose_schedule(self, images: list, policy: ExitPolicy):
-        """Time both schedules on interleaved frames; keep the faster for this backend."""
-        samples = {True: [], False: []}
+        """
+        Time the three schedules on interleaved frames; keep the fastest for this backend.
+
+        Speculative and sequential both hand exit heads to the worker pool; 'inline' runs them
+        on the backbone's thread. Where both sides share the CPU the hand-off can cost more
+        than any overlap gains, and only a measurement on this machine can tell.
+        """
+        plans = {'speculative': (True, True), 'sequential': (False, True),
+                 'inline heads': (False, False)}
+        samples = {name: [] for name in plans}
         for i in range(self.config.measure_iters):
-            for spec in (True, False):
-                result, _ = self._classify(images[i % len(images)], policy, spec)
-                samples[spec].append(result.timings.inference_ms)
-        spec_ms = float(np.median(samples[True]))
-        seq_ms = float(np.median(samples[False]))
-        self.speculative = spec_ms < seq_ms
-        self.schedule_reason = (f'measured median {spec_ms:.3f} ms speculative vs '
-                                f'{seq_ms:.3f} ms sequential over {self.config.measure_iters} '
-                                f'frames each on {self._backend.name}')
-        LOG.info('%s: schedule %s (%s)', self.model_id, self.schedule, self.schedule_reason)
+            for name, (speculative, pooled) in plans.items():
+                result, _ = self._classify(images[i % len(images)], policy, speculative, pooled)
+                samples[name].append(result.timings.inference_ms)
+        medians = {name: float(np.median(times)) for name, times in samples.items()}
+        best = min(medians, key=medians.get)
+        self.speculative, self.pooled_heads = plans[best]
+        timings = ', '.join(f'{ms:.3f} ms {name}' for name, ms in medians.items())
+        self.schedule_reason = (f'{best}: measured median {timings} over '
+                                f'{self.config.measure_iters} frames each on '
+                                f'{self._backend.name}')
+        LOG.info('%s: schedule %s, exit heads %s (%s)', self.model_id, self.schedule,
+                 self.exit_device, self.schedule_reason)
 
 
 class _Done:
