@@ -30,6 +30,7 @@ from gfde_perception.errors import (
     BundleNotFoundError, BundleVersionError, ConfigError)
 from gfde_perception.gating import GateConfig
 from gfde_perception.models.gfde import GFDE, GFDEConfig
+from gfde_perception.models.registry import state_dict_problems
 from gfde_perception.preprocessing import PreprocessSpec
 import torch
 
@@ -275,19 +276,9 @@ def check_weights(model: GFDE, state_dict: Mapping) -> None:
 
 
 def _compare(expected: dict, state_dict: Mapping) -> None:
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [f'{k}: {tuple(state_dict[k].shape)} instead of {expected[k]}'
-             for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    problems = state_dict_problems(expected, state_dict)
     not_float = [f'{k}: {state_dict[k].dtype}' for k in expected
                  if k in state_dict and not state_dict[k].is_floating_point()]
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} missing (first: {missing[:5]})')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected (first: {unexpected[:5]})')
-    if wrong:
-        problems.append(f'{len(wrong)} with wrong shape (first: {wrong[:5]})')
     if not_float:
         problems.append(f'{len(not_float)} not floating point (first: {not_float[:5]})')
     if problems:

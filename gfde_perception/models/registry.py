@@ -173,19 +173,25 @@ def gfnet_from_official(state_dict: Mapping, arch: str, num_classes: int = None)
     return model
 
 
+def state_dict_problems(expected: Mapping, state_dict: Mapping) -> list:
+    """
+    List how ``state_dict`` differs from ``expected``, a mapping of key to shape.
+
+    Each entry counts one kind of problem (missing keys, unexpected keys, wrong shapes) and
+    names the first few; the list is empty when the keys and shapes fit exactly.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [f'{k}: {tuple(state_dict[k].shape)} instead of {tuple(expected[k])}'
+             for k in expected
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])]
+    kinds = (('missing', missing), ('unexpected', unexpected), ('with wrong shape', wrong))
+    return [f'{len(items)} {kind} (first: {items[:5]})' for kind, items in kinds if items]
+
+
 def _strict_load(model: torch.nn.Module, sd: Mapping, what: str) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [f'{k} {tuple(sd[k].shape)} != {tuple(v.shape)}' for k, v in expected.items()
-             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} missing keys (first: {missing[:5]})')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected keys (first: {unexpected[:5]})')
-    if wrong:
-        problems.append(f'{len(wrong)} shape mismatches (first: {wrong[:5]})')
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = state_dict_problems(expected, sd)
     if problems:
         raise ConfigError(f'checkpoint does not fit {what}: ' + '; '.join(problems))
     model.load_state_dict(sd, strict=True, assign=True)
