@@ -29,7 +29,8 @@ def setup(tmp_path_factory):
 
     from gfde_perception.preprocessing import PreprocessSpec
     from gfde_perception.training.data import load_fashion_mnist
-    from gfde_perception.training.teacher import save_teacher
+    from gfde_perception.bundle import Bundle, save_bundle
+    from gfde_perception.models import build_model
 
     root = tmp_path_factory.mktemp('eval')
     bundle = make_tiny_bundle(root, gray=True, num_classes=10, img_size=16)
@@ -44,16 +45,14 @@ def setup(tmp_path_factory):
     paths['unlabelled'] = root / 'bag_unlabelled'
     make_bag(paths['unlabelled'], images, None, bundle.labels,
              MakeBagConfig(label_type='none', label_topic='', encoding='jpeg'))
-    build = {'registry': 'gfnet-edge-32',
-             'overrides': {'img_size': 16, 'patch_size': 4, 'in_chans': 1, 'num_classes': 10,
-                           'embed_dim': 16, 'depth': 2}}
-    from gfde_perception.training.teacher import rebuild_teacher
+    # The teacher is an ordinary bundle without early exits, like every teacher gfde-train saves.
     torch.manual_seed(1)
-    teacher = rebuild_teacher(build).eval()
+    teacher = build_model('gfnet-edge-32', img_size=16, patch_size=4, in_chans=1, num_classes=10,
+                          embed_dim=16, depth=2, exit_blocks=()).eval()
     spec = PreprocessSpec(input_size=(16, 16), channel_order='gray', mean=(0.5,), std=(0.25,))
-    save_teacher(teacher, root / 'teacher.safetensors', build, spec, bundle.labels, {},
-                 half=False)
-    return {'root': root, 'bundle': root / 'tiny.gfde', 'teacher': root / 'teacher.safetensors',
+    save_bundle(Bundle.from_model(teacher, 'tiny-teacher', spec, bundle.labels),
+                root / 'teacher.gfde')
+    return {'root': root, 'bundle': root / 'tiny.gfde', 'teacher': root / 'teacher.gfde',
             'labels': labels, 'bags': paths}
 
 

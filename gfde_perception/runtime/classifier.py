@@ -259,14 +259,14 @@ class Classifier:
             # Speculate only where exit k is in doubt or certainly not taken: a threshold <= 0
             # exits for sure, so running segment k+1 would be pure waste.
             if speculative and pooled and k < last and thresholds[k] > 0.0:
-                ahead = backend.run_segment(k + 1, run.tokens)
+                ahead = backend.run_segment(k + 1, run.features)
             logits, conf, ms = future.result()
             confs.append(conf)
             head_ms.append(ms)
             if k == last or should_exit(conf, thresholds[k]):
                 discarded = ahead
                 break
-            run = ahead if ahead is not None else backend.run_segment(k + 1, run.tokens)
+            run = ahead if ahead is not None else backend.run_segment(k + 1, run.features)
             executed.append(run)
             k += 1
         seg_ms = [r.elapsed_ms() for r in executed]
