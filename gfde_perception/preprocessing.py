@@ -19,6 +19,7 @@ arithmetic, so no value can overflow.
 """
 
 from dataclasses import asdict, dataclass
+import functools
 from typing import Iterable, Mapping, Sequence
 
 import cv2
@@ -84,6 +85,19 @@ class PreprocessSpec:
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(
                 f'resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}')
+
+    @functools.cached_property
+    def _normalization(self) -> dict:
+        std = np.asarray(self.std, np.float32)[:, None, None]  # (C, 1, 1)
+        offset = (np.asarray(self.mean, np.float32)[:, None, None] / std).astype(np.float32)
+        # Float pixels were checked to be in [0, 1] (and made float32): scale 1.
+        scales = ((np.uint8, 1.0 / 255.0), (np.uint16, 1.0 / 65535.0), (np.float32, 1.0))
+        return {np.dtype(t): ((np.float32(scale) / std).astype(np.float32), offset)
+                for t, scale in scales}
+
+    def normalization(self, dtype) -> tuple:
+        """Return ``(gain, offset)``, (C, 1, 1) each: ``x_norm = pixels * gain - offset``."""
+        return self._normalization[np.dtype(dtype)]
 
     @property
     def channels(self) -> int:
@@ -185,23 +199,16 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) 
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         if spec.channel_order == 'bgr':
             image = image[:, :, ::-1]
-    if image.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif image.dtype == np.uint16:
-        scale = 1.0 / 65535.0
-    else:
-        scale = 1.0  # float pixels were checked to be in [0, 1] before resizing
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
     if out is None:
         out = np.empty(spec.input_shape, np.float32)
     elif out.shape != spec.input_shape or out.dtype != np.float32:
         raise ImageError(f'out must be float32 {spec.input_shape}, got {out.dtype} {out.shape}',
                          ImageErrorKind.WRONG_ARRAY)
-    # x_norm = (x * scale - mean) / std, written channel-first into `out`.
-    hwc = image.astype(np.float32, copy=False)
-    np.multiply(hwc.transpose(2, 0, 1), (scale / std)[:, None, None], out=out)
-    out -= (mean / std)[:, None, None]
+    # x_norm = (x * scale - mean) / std = x * (scale / std) - mean / std, written channel-first
+    # into `out`; the ufunc casts the integer pixels on the fly (no float copy of the image).
+    gain, offset = spec.normalization(image.dtype)
+    np.multiply(image.transpose(2, 0, 1), gain, out=out)
+    out -= offset
     return out
 
 

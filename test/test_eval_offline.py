@@ -179,3 +179,37 @@ def test_cli_errors_are_clear(setup, tmp_path, capsys):
                  f'gfde=bundle:{setup["bundle"]}', '--label-topic', '/camera/label',
                  '--reference', 'nobody', '--no-plots', '--quiet']) == 2
     assert "'nobody' is not in this run" in capsys.readouterr().err
+
+
+class _Recorder:
+    """A configuration that only records which frame it was asked about, and when."""
+
+    def __init__(self, name, log):
+        from types import SimpleNamespace
+
+        from gfde_perception.evaluation.configurations import Prediction
+        self.spec = SimpleNamespace(name=name)
+        self._log = log
+        self._prediction = Prediction(class_id=0, score=1.0)
+
+    def predict(self, image):
+        self._log.append((self.spec.name, int(image[0, 0])))
+        return self._prediction
+
+    def describe(self):
+        return {'name': self.spec.name}
+
+
+def test_rotating_blocks_time_every_frame_once_per_configuration_in_blocks():
+    from gfde_perception.evaluation.offline import run_offline
+
+    frames = [(np.full((2, 2), i, np.uint8), None, i) for i in range(7)]
+    log = []
+    confs = [_Recorder(n, log) for n in ('a', 'b', 'c')]
+    run = run_offline(frames, confs, warmup=0, order='rotating-blocks', block=3, progress=False)
+    assert [len(r.latency_ms) for r in run.configurations] == [7, 7, 7]
+    for name in 'abc':
+        assert [i for n, i in log if n == name] == list(range(7))
+    # Blocks of 3 frames per configuration; the order of configurations rotates per block.
+    runs = [log[i][0] for i in range(0, 21) if i == 0 or log[i][0] != log[i - 1][0]]
+    assert runs == ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']

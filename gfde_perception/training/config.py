@@ -159,7 +159,14 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Step 2: the GFNet student and how it learns from the teacher."""
+    """
+    Step 2: the student and how it learns from the teacher.
+
+    ``model`` is any registry name: a GFNet or GFNet-C variant (a GFDE student, with a
+    distillation head and early exits), or a baseline (``cnn-28``, ``mobilenetv2-28``...), which
+    the same pipeline trains for fair comparisons. ``exit_weight`` > 0 trains the early exits
+    jointly with the backbone (their loss is added with this weight).
+    """
 
     model: str = 'gfnet-edge-28'
     overrides: Mapping = field(default_factory=dict)
@@ -167,6 +174,7 @@ class StudentConfig:
     distillation: str = 'hard'
     tau: float = 1.0
     alpha: float = 0.5
+    exit_weight: float = 0.0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10, lr=2e-3))
 
     def __post_init__(self):
@@ -176,6 +184,7 @@ class StudentConfig:
                f'got {self.distillation!r}')
         _check(self.tau > 0, f'student.tau must be > 0, got {self.tau}')
         _check(0 <= self.alpha <= 1, f'student.alpha must be in [0, 1], got {self.alpha}')
+        _check(self.exit_weight >= 0, f'student.exit_weight must be >= 0, got {self.exit_weight}')
 
 
 @dataclass(frozen=True)
@@ -187,12 +196,16 @@ class ExitConfig:
     exit on the images it takes; calibration picks per exit the largest exit rate on the
     validation split that stays within it. ``min_exit_samples``: an exit that would take fewer
     validation images than this is disabled (threshold 1.0): too few to trust the estimate.
+    ``refine_heads``: train the exit heads further on the frozen backbone's cached features
+    (with ``optim``); False keeps the heads as the student step trained them
+    (``student.exit_weight`` > 0) and only calibrates.
     """
 
     metric: str = 'max_softmax'
     budget_points: float = 0.5
     min_exit_samples: int = 20
     self_distill: float = 0.5
+    refine_heads: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         epochs=5, lr=3e-3, weight_decay=1e-4, batch_size=256))
 

@@ -193,10 +193,14 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     train_f = exit_features(model, splits.train, spec, progress=progress,
                             desc='exit features train')
     val_f = exit_features(model, splits.val, spec, progress=progress, desc='exit features val')
-    if ckpt.is_file():
+    if not len(model.exits):
+        history = []  # a model without early exits (a baseline): bundle it as it is
+    elif ckpt.is_file():
         model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=True)['model'])
         history = json.loads((out_dir / 'exits_history.json').read_text())
         log(f'exits: resumed trained heads from {ckpt}')
+    elif not cfg.exits.refine_heads:
+        history = []  # heads trained jointly with the backbone; calibration only
     else:
         history = fit_exit_heads(model, train_f[0], splits.train.labels, train_f[1], cfg,
                                  progress=progress, log=log)
