@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import math
 from typing import Mapping, Optional
 
+from gfde_perception.choices import GATE_METRICS
 from gfde_perception.errors import ConfigError
 import numpy as np
 
 
-METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
-BASE_METRICS = ('max_softmax', 'margin', 'entropy')
+# The three statistics; 'learned' is a logistic gate over them.
+BASE_METRICS = tuple(m for m in GATE_METRICS if m != 'learned')
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -80,8 +81,8 @@ def confidence(logits: np.ndarray, metric: str = 'max_softmax',
     :param learned_weights: (w_max_softmax, w_margin, w_entropy, bias) for 'learned'.
     :raises ConfigError: unknown metric, missing learned weights, bad logits.
     """
-    if metric not in METRICS:
-        raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
+    if metric not in GATE_METRICS:
+        raise ConfigError(f'gate metric must be one of {GATE_METRICS}, got {metric!r}')
     feats = uncertainty_features(logits)
     if metric == 'learned':
         w = _check_learned(learned_weights)
@@ -154,8 +155,8 @@ class GateConfig:
     learned_weights: Optional[tuple] = None
 
     def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ConfigError(f'gate metric must be one of {METRICS}, got {self.metric!r}')
+        if self.metric not in GATE_METRICS:
+            raise ConfigError(f'gate metric must be one of {GATE_METRICS}, got {self.metric!r}')
         try:
             thr = tuple(float(t) for t in self.thresholds)
         except (TypeError, ValueError):
@@ -166,11 +167,6 @@ class GateConfig:
         if self.metric == 'learned' or self.learned_weights is not None:
             w = _check_learned(self.learned_weights)
             object.__setattr__(self, 'learned_weights', tuple(float(v) for v in w))
-
-    @property
-    def num_early_exits(self) -> int:
-        """Count the gated (early) exits."""
-        return len(self.thresholds)
 
     def confidence(self, logits: np.ndarray):
         """Confidence of one exit's logits under this gate's metric."""

@@ -7,7 +7,7 @@ from gfde_perception.models import build_model, list_models
 from gfde_perception.models.teachers import (
     build_efficientnet_lite0, efficientnet_lite0_weights_path, TEACHERS)
 from gfde_perception.preprocessing import PreprocessSpec
-from gfde_perception.training.config import InputConfig, TeacherConfig
+from gfde_perception.training.config import TeacherConfig
 from gfde_perception.training.teacher import (
     build_teacher, load_teacher, output_logits, save_teacher)
 import numpy as np
@@ -83,7 +83,7 @@ def test_user_module_and_registry_teachers(tmp_path, monkeypatch):
     assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 4)
     assert build['module'].endswith(':tiny_classifier')
     reg = TeacherConfig(kind='registry', name='gfnet-edge-28',
-                        preprocessing=InputConfig((28, 28), 'gray', (0.5,), (0.5,)))
+                        preprocessing=PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,)))
     gfnet, build = build_teacher(reg, 6)
     assert output_logits(gfnet(torch.zeros(2, 1, 28, 28))).shape == (2, 6)
     with pytest.raises(ConfigError, match='cannot import'):

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = _arguments(argv)
     # Paths are relative to the repository, so the page names them the same on every machine.
     os.chdir(REPO)
-    from gfde_perception.evaluation import cli, make_bag
+    from gfde_perception.cli import evaluate, make_bag
     from gfde_perception.evaluation.report import benchmark_markdown
 
     command = 'python tools/benchmark_report.py' + (' ' + ' '.join(argv) if argv else '')
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             argv_eval += ['--config', c]
         for r in roles:
             argv_eval += ['--role', r]
-        rc = cli.main(argv_eval)
+        rc = evaluate.main(argv_eval)
         if rc:
             return rc
         report = json.loads((out / 'report.json').read_text())

@@ -19,7 +19,12 @@ import json
 from pathlib import Path
 import sys
 
+from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import GfdeError
+from gfde_perception.models import build_model, export_onnx, list_models, model_summary
+from gfde_perception.models.gfde import GFDE
+from gfde_perception.models.registry import GFNET_VARIANTS
+import torch
 
 
 def _fmt_int(n: int) -> str:
@@ -49,10 +54,6 @@ def segment_shapes(config) -> list:
 
 def bundle_info(bundle) -> dict:
     """Collect everything ``gfde-model info`` shows, JSON-ready."""
-    import torch
-
-    from gfde_perception.models import model_summary
-    from gfde_perception.models.gfde import GFDE
     with torch.device('meta'):  # shapes and counts only; the weights were validated on load
         model = GFDE(bundle.config)
     summary = model_summary(model)
@@ -130,10 +131,6 @@ def _print_tree(data: dict, out, indent: str, depth: int = 0, width: int = 99) -
 
 def registry_table() -> list:
     """Return one row per registry entry: name, kind, input, params and MACs (GFNets)."""
-    import torch
-
-    from gfde_perception.models import build_model, list_models, model_summary
-    from gfde_perception.models.registry import GFNET_VARIANTS
     rows = []
     for name in list_models():
         if name not in GFNET_VARIANTS:
@@ -151,7 +148,6 @@ def registry_table() -> list:
 
 
 def _cmd_info(args) -> int:
-    from gfde_perception.bundle import load_bundle
     info = bundle_info(load_bundle(args.bundle))
     if args.json:
         json.dump(info, sys.stdout, indent=2)
@@ -181,10 +177,6 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import torch
-
-    from gfde_perception.bundle import load_bundle
-    from gfde_perception.models import export_onnx
     bundle = load_bundle(args.bundle)
     model = bundle.build_model(deployable=True)
     out = Path(args.directory)

@@ -20,13 +20,28 @@ PLOT_FILES = {
 
 
 def _pyplot():
+    # matplotlib here, not at the top: the report and its JSON need none of it (--no-plots).
     import matplotlib
     matplotlib.use('Agg')  # files only: evaluation runs on headless robots and CI
     import matplotlib.pyplot as plt
     return plt
 
 
-def plot_latency(run, path) -> None:
+def _save(fig, path) -> None:
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers ('20', '6'), not '2x10^1', '6x10^0'."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f'{value:g}')
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
+def latency_figure(run):
     """Latency distribution of every configuration (box plot over frames, log scale)."""
     plt = _pyplot()
     data, names = [], []
@@ -45,19 +60,33 @@ def plot_latency(run, path) -> None:
         ax.text(i, np.percentile(values, 99), f'p50 {np.median(values):.2f}', ha='center',
                 va='bottom', fontsize=8)
     ax.set_yscale('log')
+    _plain_log_ticks(ax.yaxis)
     ax.set_ylabel('latency per frame (ms, log scale)')
-    ax.set_title(f'Latency per configuration ({run.mode}, {run.frames} frames; '
-                 'whiskers p1-p99)')
+    # Two lines: one would be clipped by the narrow figure of one or two configurations.
+    ax.set_title(f'Latency per configuration\n({run.mode}, {run.frames} frames; '
+                 'whiskers p1-p99)', fontsize=10)
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_exit_histogram(report: dict, path) -> None:
-    """Share of frames leaving at each exit, grouped by configuration."""
+def plot_latency(run, path) -> None:
+    """Write :func:`latency_figure` to ``path``."""
+    _save(latency_figure(run), path)
+
+
+def exit_histogram_figure(report: dict):
+    """
+    Share of frames leaving at each exit, grouped by configuration; None without exits.
+
+    Only configurations with early exits are drawn: a model without them (the teacher) has no
+    exit to choose and would read as leaving at exit 0 on every frame.
+    """
+    summaries = [s for s in report['configurations']
+                 if len(s['exit_histogram']['counts']) > 1]
+    if not summaries:
+        return None
     plt = _pyplot()
-    summaries = report['configurations']
     most = max(len(s['exit_histogram']['counts']) for s in summaries)
     width = 0.8 / max(1, len(summaries))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * most + 3), 4.2))
@@ -73,8 +102,16 @@ def plot_exit_histogram(report: dict, path) -> None:
     ax.legend(fontsize=8)
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot_exit_histogram(report: dict, path) -> bool:
+    """Write :func:`exit_histogram_figure` to ``path``; False when no configuration has exits."""
+    fig = exit_histogram_figure(report)
+    if fig is None:
+        return False
+    _save(fig, path)
+    return True
 
 
 def plot_tradeoff(report: dict, path) -> bool:
@@ -107,8 +144,7 @@ def plot_tradeoff(report: dict, path) -> bool:
     right.legend(fontsize=7)
     right.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -144,8 +180,7 @@ def plot_confusion(report: dict, path) -> bool:
         ax.set_xlabel('predicted', fontsize=8)
         ax.set_ylabel('true', fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -156,8 +191,8 @@ def write_plots(run, report: dict, out_dir) -> list:
     written = []
     plot_latency(run, out_dir / PLOT_FILES['latency'])
     written.append(PLOT_FILES['latency'])
-    plot_exit_histogram(report, out_dir / PLOT_FILES['exits'])
-    written.append(PLOT_FILES['exits'])
+    if plot_exit_histogram(report, out_dir / PLOT_FILES['exits']):
+        written.append(PLOT_FILES['exits'])
     if plot_tradeoff(report, out_dir / PLOT_FILES['tradeoff']):
         written.append(PLOT_FILES['tradeoff'])
     if plot_confusion(report, out_dir / PLOT_FILES['confusion']):

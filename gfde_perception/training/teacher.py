@@ -35,7 +35,7 @@ def build_teacher(cfg: TeacherConfig, num_classes: int, pretrained=None):
     Returns ``(model, build)`` where ``build`` is the JSON-ready recipe :func:`load_teacher`
     uses to rebuild the architecture.
     """
-    spec = cfg.preprocessing.spec()
+    spec = cfg.preprocessing
     pretrained = cfg.pretrained if pretrained is None else pretrained
     if cfg.kind == 'efficientnet-lite0':
         from gfde_perception.models.teachers import TEACHERS
@@ -77,7 +77,7 @@ def build_teacher(cfg: TeacherConfig, num_classes: int, pretrained=None):
 
 
 def _registry_overrides(cfg: TeacherConfig, num_classes: int) -> dict:
-    spec = cfg.preprocessing.spec()
+    spec = cfg.preprocessing
     return {'num_classes': num_classes, 'in_chans': spec.channels,
             'img_size': int(spec.input_size[0])}
 
@@ -212,7 +212,7 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, progress=Tr
     from gfde_perception.training.loop import write_json
 
     out_dir = Path(out_dir)
-    spec = cfg.preprocessing.spec()
+    spec = cfg.preprocessing
     done = _finished_teacher(out_dir, splits)
     if done is not None:
         log(f'teacher: finished run found in {out_dir}; reusing it (--restart retrains)')
