@@ -29,8 +29,10 @@ NODE_MODULE = 'gfde_perception.ros.node'
 
 def share_path(package: str, relative: str) -> Optional[Path]:
     """
-    Return ``share/<package>/<relative>`` of the first install prefix that has it, else the file
-    in the source checkout (``gfde_msgs`` sits inside this repository), or None.
+    Return ``share/<package>/<relative>`` from an install prefix or the source checkout.
+
+    The first prefix of ``AMENT_PREFIX_PATH`` that has the file wins; without one, the file in
+    the source checkout (``gfde_msgs`` sits inside this repository); None when neither has it.
 
     :param package: 'gfde_perception' or 'gfde_msgs'.
     :param relative: path inside the package's share folder, e.g. 'msg/Classification.msg'.

@@ -249,7 +249,7 @@ def comparison_rows(report: dict, pairs: Sequence[tuple]) -> list:
 
 
 def _threads(report: dict) -> str:
-    """The torch threads the configurations ran with, as the run's settings say."""
+    """Return the torch threads the configurations ran with, as the run's settings say."""
     requested = report.get('settings', {}).get('threads') or 0
     if report['mode'] == 'live' and not requested:
         return "the nodes' default threads"  # each node chose; this process cannot tell

@@ -59,7 +59,7 @@ class OptimConfig:
 
 
 def _grey_28() -> PreprocessSpec:
-    """The student's default input: 28x28 grey (Fashion-MNIST), scaled to [-1, 1]."""
+    """Return the student's default input: 28x28 grey (Fashion-MNIST), scaled to [-1, 1]."""
     return PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,), 'area', 'stretch')
 
 
