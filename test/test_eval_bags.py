@@ -113,6 +113,21 @@ def test_real_fashion_mnist_frames_and_labels_round_trip(tmp_path, fashion, stor
         np.testing.assert_array_equal(frame.image[:, :, 1], image)
 
 
+def test_the_reader_is_a_collection_each_loop_reads_from_the_first_frame(tmp_path, fashion):
+    images, labels, classes = fashion
+    _write_bag(tmp_path / 'bag', images, labels, classes)
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                            limit=5)
+    first = iter(reader)
+    next(first)
+    # A second loop, even while the first is under way, starts again from frame 0.
+    assert [f.stamp_ns for f in reader] == reader.stamps_ns == [START + i * PERIOD
+                                                                for i in range(5)]
+    assert next(first).stamp_ns == START + PERIOD
+    with pytest.raises(TypeError):
+        next(reader)  # one protocol: the reader is iterable, not an iterator with a cursor
+
+
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 def test_compressed_frames_decode(tmp_path, fashion, fmt):
     images, labels, classes = fashion
