@@ -17,11 +17,11 @@ import subprocess
 import sys
 import time
 
+from gfde_perception.workspace import dds_environment
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / 'install'
-DDS_PROFILE = REPO / 'config' / 'fastdds_large_images.xml'
 
 
 def _pick_domain_id() -> int:
@@ -34,17 +34,13 @@ def _pick_domain_id() -> int:
 
 
 def _dds_environment() -> dict:
-    env = {
+    # The package's own set-up (loopback discovery, the large-image profile), plus this run's
+    # domain, the RMW the wheels provide and plain logs from child processes.
+    return dds_environment({
         'ROS_DOMAIN_ID': str(_pick_domain_id()),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        # Line-buffered logs from child processes, so a failing test shows what they printed.
-        'PYTHONUNBUFFERED': '1',
         'RCUTILS_COLORIZED_OUTPUT': '0',
-    }
-    if DDS_PROFILE.is_file():
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(DDS_PROFILE)
-    return env
+    })
 
 
 # Applied at import time: rclpy reads these when a context is initialised.

@@ -77,9 +77,8 @@ class Result:
     :ivar gate_metric: the statistic the gates read: max_softmax, margin, entropy or learned.
     :ivar gate_confidence: gate confidence at each evaluated exit, in exit order.
     :ivar gate_threshold: threshold in force at each evaluated early exit (the final has none).
-    :ivar policy: keyword of the exit policy that set the thresholds (the grammar of
-        :func:`~gfde_perception.runtime.policies.parse_policy`): 'calibrated', 'threshold',
-        'final', 'force' or 'budget'.
+    :ivar policy: keyword of the exit policy that set the thresholds in the grammar of
+        :func:`~gfde_perception.runtime.policies.parse_policy`, e.g. 'calibrated' or 'final'.
     :ivar speculative_segments: segments computed past the exit taken and discarded.
     :ivar timings: per-stage latency.
     :ivar backend: backend that ran the backbone, e.g. 'torch-cpu', 'tensorrt-fp16'.
