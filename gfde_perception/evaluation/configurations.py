@@ -220,7 +220,7 @@ class TorchConfiguration(Configuration):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update({'path': self.spec.path, 'backend': 'torch-cpu',
+        info.update({'path': self.spec.path, 'backend': 'torch-cpu', 'policy': '',  # no exits
                      'parameters': int(sum(p.numel() for p in self.model.parameters()))})
         return info
 

@@ -224,7 +224,7 @@ def configuration_table(report: dict) -> list:
         energy = (_fmt(s['energy']['joules_per_frame'], '.4f') if s['energy']['measured']
                   else 'not measured')
         rows.append(
-            f"| {s['name']} | {info.get('kind', '?')} / {info.get('policy', '-')} | "
+            f"| {s['name']} | {info.get('kind', '?')} / {info.get('policy') or '-'} | "
             f"{info.get('backend', '?')} | {q} | {_fmt(lat['p50'])} | {_fmt(lat['p90'])} | "
             f"{_fmt(lat['p99'])} | {_fmt(lat['mean'])} | {_pct(s['blocks_fraction'])} | "
             f'{exits} | {energy} |' + (f" {s['dropped']} of {s['frames'] + s['dropped']} |"
