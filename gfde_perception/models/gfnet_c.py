@@ -132,7 +132,7 @@ class GFNetCConfig:
 
     @property
     def grid(self) -> int:
-        """Side of the first stage's grid (after the stem)."""
+        """Return the side of the first stage's token grid, after the stem."""
         return self.img_size // math.prod(self.stem_strides)
 
     @property
@@ -289,7 +289,7 @@ class BlockC(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
-        """The token mixing of the block: the normalised global filter."""
+        """Mix the tokens: the normalised global filter of the block."""
         if hasattr(self, 'folded'):
             return self.folded(x)
         return self.norm2(self.filter(self.norm1(x)))
