@@ -110,3 +110,11 @@ class DatasetError(GfdeError, ValueError):
 
 class BagError(GfdeError, ValueError):
     """A rosbag cannot be read or lacks what was asked for (topic, labels, types)."""
+
+
+class TrainingInterrupted(GfdeError):
+    """Training stopped on request (Ctrl-C); a checkpoint was saved and a re-run resumes."""
+
+    def __init__(self, message: str, checkpoint=None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
