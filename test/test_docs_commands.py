@@ -51,7 +51,7 @@ def commands(text: str) -> list:
 
 
 def problems(command: str, scripts: set) -> list:
-    """What in one example does not exist in the package (empty when all of it does)."""
+    """List what in one example does not exist in the package (empty when all of it does)."""
     words = command.split()
     verb, target = words[1], words[3] if len(words) > 3 else ''
     found = []
