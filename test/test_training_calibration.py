@@ -122,3 +122,29 @@ def test_lr_schedule_warms_up_then_decays():
     assert lrs[0] < lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] < 0.05
+
+
+def test_an_exit_better_than_the_final_one_is_not_disabled_silently():
+    # A small validation split: the first exit takes almost everything, so only 3 images reach
+    # the second exit, which is more accurate than the final exit over the whole split.
+    from gfde_perception.training.calibration import calibrate
+
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = rng.integers(0, 3, n)
+    first = np.where(np.arange(n) < 57, labels, (labels + 1) % 3)  # right on 57 images
+    conf_first = np.where(np.arange(n) < 57, 0.99, 0.2)
+    second = labels.copy()  # always right
+    conf_second = np.full(n, 0.9)
+    final = np.where(np.arange(n) % 3 == 0, (labels + 1) % 3, labels)  # wrong on a third
+    thresholds, reasons = calibrate([conf_first, conf_second], [first, second], final, labels,
+                                    budget_points=0.5, min_samples=10)
+    assert thresholds[0] < 1.0
+    assert thresholds[1] < 1.0, reasons[1]  # kept: more accurate than the final exit
+    assert 'calibrated on all 60' in reasons[1]
+    # An exit worse than the final one everywhere is disabled, and the reason says so.
+    worse = (labels + 1) % 3
+    thresholds, reasons = calibrate([conf_first, conf_second], [first, worse], labels, labels,
+                                    budget_points=0.5, min_samples=10)
+    assert thresholds[1] == 1.0 and reasons[1].startswith('disabled:')
+    assert '0.0% against 100.0%' in reasons[1]

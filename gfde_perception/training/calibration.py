@@ -59,8 +59,15 @@ def calibrate_threshold(conf: np.ndarray, exit_correct: np.ndarray, final_correc
 
 def calibrate_thresholds(confidences, exit_preds, final_pred, labels, budget_points: float,
                          min_samples: int = 1) -> tuple:
+    """Thresholds of all early exits, calibrated in cascade order (see :func:`calibrate`)."""
+    return calibrate(confidences, exit_preds, final_pred, labels, budget_points,
+                     min_samples)[0]
+
+
+def calibrate(confidences, exit_preds, final_pred, labels, budget_points: float,
+              min_samples: int = 1) -> tuple:
     """
-    Thresholds of all early exits, calibrated in cascade order.
+    Thresholds of all early exits, calibrated in cascade order, and why each is what it is.
 
     :param confidences: sequence (one per early exit) of (N,) gate confidences.
     :param exit_preds: sequence of (N,) predicted classes of the early exits.
@@ -68,22 +75,49 @@ def calibrate_thresholds(confidences, exit_preds, final_pred, labels, budget_poi
     :param labels: (N,) true classes.
     :param budget_points: allowed loss in percentage points (see the module docstring).
     :param min_samples: minimum images an exit must take to be enabled.
-
-    :return: Tuple of thresholds, one per early exit.
-
+    :return: ``(thresholds, reasons)``: one threshold and one sentence per early exit. An exit
+        is never disabled silently: when fewer than ``min_samples`` validation images reach it
+        in the cascade (a small data set, earlier exits taking most), it is calibrated on the
+        whole validation split instead, so an exit more accurate than the final one is kept;
+        a disabled exit's reason gives its accuracy against the final exit's.
     """
     labels = np.asarray(labels)
     final_correct = np.asarray(final_pred) == labels
     remaining = np.ones(len(labels), bool)
-    thresholds = []
-    for conf, pred in zip(confidences, exit_preds):
+    thresholds, reasons = [], []
+    for k, (conf, pred) in enumerate(zip(confidences, exit_preds)):
         idx = np.flatnonzero(remaining)
-        conf = np.asarray(conf)
-        t, taken = calibrate_threshold(conf[idx], (np.asarray(pred) == labels)[idx],
-                                       final_correct[idx], budget_points, min_samples)
+        conf = np.asarray(conf, np.float64)
+        correct = np.asarray(pred) == labels
+        t, taken = calibrate_threshold(conf[idx], correct[idx], final_correct[idx],
+                                       budget_points, min_samples)
+        if t < 1.0:
+            reason = (f'takes {100 * taken.mean():.1f}% of the {len(idx)} validation images '
+                      'that reach it')
+        elif len(idx) < min_samples:
+            t, everywhere = calibrate_threshold(conf, correct, final_correct, budget_points,
+                                                min_samples)
+            if t < 1.0:
+                taken = everywhere[idx]
+                reason = (f'only {len(idx)} validation images reach it (< {min_samples}): '
+                          f'calibrated on all {len(labels)}, where it is '
+                          f'{100 * correct.mean():.1f}% accurate against '
+                          f'{100 * final_correct.mean():.1f}% for the final exit')
+            else:
+                reason = (f'disabled: only {len(idx)} validation images reach it, and on all '
+                          f'{len(labels)} no threshold keeps it within {budget_points:g} points '
+                          f'of the final exit ({100 * correct.mean():.1f}% against '
+                          f'{100 * final_correct.mean():.1f}%)')
+        else:
+            reason = (f'disabled: on the {len(idx)} validation images that reach it no '
+                      f'threshold keeps it within {budget_points:g} points of the final exit '
+                      f'({100 * correct[idx].mean():.1f}% against '
+                      f'{100 * final_correct[idx].mean():.1f}%, or fewer than {min_samples} '
+                      'images would leave)')
         thresholds.append(t)
+        reasons.append(reason)
         remaining[idx[taken]] = False
-    return tuple(thresholds)
+    return tuple(thresholds), tuple(reasons)
 
 
 def cascade(confidences, exit_preds, final_pred, thresholds) -> np.ndarray:

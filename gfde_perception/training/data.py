@@ -334,7 +334,9 @@ class AugmentConfig:
     """
     Light augmentation for small images, applied to uint8 pixels before preprocessing.
 
-    :ivar hflip: probability of a horizontal mirror.
+    :ivar hflip: probability of a horizontal mirror, or 'auto': decided from the data before
+        training (:func:`gfde_perception.training.probe.resolve_augment`: 0.5 when a classifier
+        on pretrained features keeps its accuracy on mirrored images, else 0).
     :ivar shift: maximum translation in pixels (zero padding), drawn independently per axis.
     :ivar brightness: maximum relative change of pixel intensity (0 disables).
     :ivar erase: probability of random erasing (Zhong et al., 2017): a rectangle of 2-25% of
@@ -346,15 +348,17 @@ class AugmentConfig:
 
     """
 
-    hflip: float = 0.5
+    hflip: object = 0.5
     shift: int = 2
     brightness: float = 0.0
     erase: float = 0.0
     views: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ConfigError(f'augment.hflip must be in [0, 1], got {self.hflip}')
+        if self.hflip != 'auto' and not (isinstance(self.hflip, (int, float))
+                                         and not isinstance(self.hflip, bool)
+                                         and 0.0 <= self.hflip <= 1.0):
+            raise ConfigError(f"augment.hflip must be in [0, 1] or 'auto', got {self.hflip!r}")
         if self.shift < 0:
             raise ConfigError(f'augment.shift must be >= 0, got {self.shift}')
         if not 0.0 <= self.brightness < 1.0:
@@ -373,6 +377,9 @@ class AugmentConfig:
 
 def augment(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Return an augmented copy of one uint8 image (mirror, shift, brightness)."""
+    if cfg.hflip == 'auto':
+        raise ConfigError("augment.hflip 'auto' must be resolved before training "
+                          '(training.probe.resolve_augment)')
     out = image
     if cfg.hflip and rng.random() < cfg.hflip:
         out = out[:, ::-1]

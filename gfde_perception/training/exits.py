@@ -20,7 +20,7 @@ from gfde_perception.bundle import Bundle, save_bundle
 from gfde_perception.errors import ConfigError
 from gfde_perception.gating import GateConfig, uncertainty_features
 from gfde_perception.models.flops import exit_head_cost, segment_macs
-from gfde_perception.training.calibration import calibrate_thresholds, cascade_report
+from gfde_perception.training.calibration import calibrate, cascade_report
 from gfde_perception.training.config import TrainConfig
 from gfde_perception.training.data import iterate_batches, num_batches
 from gfde_perception.training.loop import lr_at, write_json
@@ -207,12 +207,14 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
         learned = fit_learned_gate(early_exit_logits(model, train_f[0]), splits.train.labels)
     probe = GateConfig(cfg.exits.metric, (0.5,) * len(model.exits), learned)
     val_early = early_exit_logits(model, val_f[0])
-    thresholds = calibrate_thresholds(
+    thresholds, reasons = calibrate(
         [probe.confidence(lg) for lg in val_early], [lg.argmax(1) for lg in val_early],
         val_f[1].argmax(1), splits.val.labels, cfg.exits.budget_points,
         cfg.exits.min_exit_samples)
+    for k, reason in enumerate(reasons):
+        log(f'exit {k}: threshold {thresholds[k]:.3f}: {reason}')
     gate = probe.with_thresholds(thresholds)
-    metrics = {'history': history, 'gate': gate.to_dict(),
+    metrics = {'history': history, 'gate': gate.to_dict(), 'calibration': list(reasons),
                'budget_points': cfg.exits.budget_points,
                'val': evaluate_cascade(model, gate, splits.val, spec, features=val_f)}
     if splits.test is not None:

@@ -15,6 +15,7 @@ from gfde_perception.training.data import (
     load_bag_frames, load_fashion_mnist, load_image_folder, make_splits)
 from gfde_perception.training.exits import train_exits
 from gfde_perception.training.loop import seed_everything, write_json
+from gfde_perception.training.probe import resolve_augment
 from gfde_perception.training.student import train_student
 from gfde_perception.training.teacher import train_teacher
 import numpy as np
@@ -78,6 +79,9 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
         for name in (n for s, ns in names.items() if step in (s, 'all') for n in ns):
             _remove(out, name)
         _remove(out, PLAN_FILE)
+    cfg, decision = resolve_augment(cfg, splits, log=log)
+    if decision is not None:
+        metrics['augment_decision'] = decision
     teacher_epochs = None
     if step == 'all':
         plan = make_plan(cfg, splits, out, log=log)

@@ -184,7 +184,8 @@ def pooled_features(model, batches, progress=False, desc='features') -> np.ndarr
     return np.concatenate(out)
 
 
-def fit_head(model, features: np.ndarray, labels: np.ndarray, optim, seed: int) -> list:
+def fit_head(model, features: np.ndarray, labels: np.ndarray, seed: int,
+             weight_decay: float = 1e-4, label_smoothing: float = 0.0) -> list:
     """
     Fit only the final classifier on cached pooled features (the backbone stays frozen).
 
@@ -196,7 +197,7 @@ def fit_head(model, features: np.ndarray, labels: np.ndarray, optim, seed: int) 
 
     head = model.exit_heads[-1]
     params = [p for p in head.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=HEAD_LR, weight_decay=optim.weight_decay)
+    opt = torch.optim.AdamW(params, lr=HEAD_LR, weight_decay=weight_decay)
     x = torch.from_numpy(features)
     y = torch.from_numpy(np.asarray(labels))
     gen = torch.Generator().manual_seed(seed)
@@ -209,7 +210,7 @@ def fit_head(model, features: np.ndarray, labels: np.ndarray, optim, seed: int) 
         for start in range(0, len(y), batch):
             idx = order[start:start + batch]
             logits = head(x[idx])
-            loss = F.cross_entropy(logits, y[idx], label_smoothing=optim.label_smoothing)
+            loss = F.cross_entropy(logits, y[idx], label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -272,7 +273,8 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str =
         train_feats = pooled_features(model, iterate_views(splits.train, spec, batch, aug),
                                       progress, 'teacher features train')
         labels = np.repeat(splits.train.labels, aug.rows_per_image)
-        metrics['head_history'] = fit_head(model, train_feats, labels, cfg.optim, seed)
+        metrics['head_history'] = fit_head(model, train_feats, labels, seed,
+                                           cfg.optim.weight_decay, cfg.optim.label_smoothing)
         last = metrics['head_history'][-1]['train_acc']
         log(f'teacher: head fitted on frozen features of {len(labels)} images/views, train '
             f'accuracy {100 * last:.2f}%')
