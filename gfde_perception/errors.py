@@ -58,3 +58,7 @@ class DatasetError(GfdeError, ValueError):
 
 class BagError(GfdeError, ValueError):
     """A rosbag cannot be read or lacks what was asked for (topic, labels, types)."""
+
+
+class FeatureError(GfdeError, ValueError):
+    """A split model's feature packet cannot be decoded (shape, quantisation, bytes, model)."""

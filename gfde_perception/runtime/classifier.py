@@ -30,7 +30,7 @@ from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.energy import EnergyMeter
 from gfde_perception.runtime.heads import choose_head_runner
 from gfde_perception.runtime.policies import ExitPolicy, ThresholdPolicy
-from gfde_perception.runtime.result import ClassScore, EnergyReading, Result, StageTimings
+from gfde_perception.runtime.result import EnergyReading, Result, StageTimings, top_classes
 from gfde_perception.runtime.stage_profile import FrameRecord, RuntimeProfile
 import numpy as np
 import torch
@@ -213,9 +213,7 @@ class Classifier:
         t2 = time.perf_counter()
         energy = self._meter.end(mark) if self._meter.available else self._unknown_energy
         timings = StageTimings((t1 - t0) * 1e3, seg_ms, head_ms, (t2 - t0) * 1e3)
-        probs = _softmax(logits)
-        order = np.argsort(-probs, kind='stable')[:self._top_k]
-        top = tuple(ClassScore(int(c), self._label(int(c)), float(probs[c])) for c in order)
+        top = top_classes(logits, self.labels, self._top_k)
         result = Result(
             class_id=top[0].class_id, label=top[0].label, score=top[0].score, top_k=top,
             exit_index=exit_k, num_exits=self.num_exits,
@@ -230,9 +228,6 @@ class Classifier:
                              exit_k, confs, energy.joules if energy.measured else float('nan'),
                              n_spec)
         return result, record
-
-    def _label(self, class_id: int) -> str:
-        return self.labels[class_id] if class_id < len(self.labels) else ''
 
     def _head_task(self, k: int, pooled) -> tuple:
         # Runs on a worker thread: wait for the feature on the host, then head + gate.
@@ -331,12 +326,6 @@ class _Done:
 
     def result(self):
         return self._value
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max())
-    return z / z.sum()
 
 
 def _in_features(head: torch.nn.Module) -> int:

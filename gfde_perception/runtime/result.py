@@ -10,6 +10,8 @@ as JSON (:meth:`Result.to_dict`) and be turned into a message without touching t
 from dataclasses import asdict, dataclass, field
 import math
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class ClassScore:
@@ -84,6 +86,9 @@ class Result:
     :ivar exit_device: where exit heads and gates ran, e.g. 'cpu-worker'.
     :ivar model_id: bundle name and the first 12 hex digits of its checksum.
     :ivar energy: energy of this frame, or why it is unknown.
+    :ivar answered_by: for a split model, the side that produced the result: 'robot' (an
+        early exit on the robot), 'server' (the server's tail) or 'robot-fallback' (the robot's
+        best local result after the server missed its deadline); empty for an unsplit model.
 
     """
 
@@ -106,6 +111,7 @@ class Result:
     model_id: str
     energy: EnergyReading = field(
         default_factory=lambda: EnergyReading.unknown('no energy meter attached'))
+    answered_by: str = ''
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict (NaN joules become None)."""
@@ -113,3 +119,13 @@ class Result:
         if math.isnan(data['energy']['joules']):
             data['energy']['joules'] = None
         return data
+
+
+def top_classes(logits, labels: tuple, k: int) -> tuple:
+    """The ``k`` most probable classes of one (K,) logit vector, best first (softmax scores)."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind='stable')[:k]
+    return tuple(ClassScore(int(c), labels[c] if c < len(labels) else '', float(probs[c]))
+                 for c in order)
