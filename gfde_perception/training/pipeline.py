@@ -90,6 +90,12 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
             _remove(out, 'exits.ckpt')
         metrics['exits'] = train_exits(cfg, splits, out, progress=progress, log=log)
         metrics['bundle'] = str(cfg.bundle_path)
+    if step == 'split':
+        from gfde_perception.training.split import train_split
+
+        if restart:
+            _remove(out, 'split.ckpt')
+        metrics['split'] = train_split(cfg, splits, out, progress=progress, log=log)
     metrics.setdefault('wall_seconds', {})[step] = time.perf_counter() - started
     write_json(metrics_path, metrics)
     return metrics
