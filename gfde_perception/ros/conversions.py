@@ -143,6 +143,7 @@ def result_to_msg(result, header=None, top_k: int = None, decode_ms: float = 0.0
     msg.backend = str(result.backend)
     msg.exit_device = str(result.exit_device)
     msg.model_id = str(result.model_id)
+    msg.answered_by = str(result.answered_by)
     msg.source_topic = source_topic
     msg.frame_seq = int(frame_seq)
     return msg
