@@ -35,6 +35,11 @@ from gfde_perception.preprocessing import PreprocessSpec
 import torch
 
 
+def default_split_bundle_path() -> Path:
+    """Path of the split model embedded in the package (``gfde_perception/data/split.gfde``)."""
+    return Path(__file__).resolve().parent / 'data' / 'split.gfde'
+
+
 @dataclass(frozen=True, eq=False)
 class SplitBundle:
     """

@@ -98,3 +98,15 @@ def build_array(stamp, statuses) -> DiagnosticArray:
     array.header.stamp = stamp
     array.status = list(statuses)
     return array
+
+
+def build_counts_status(name: str, counts: dict, info: dict, level: str = OK,
+                        message: str = '') -> DiagnosticStatus:
+    """Build a DiagnosticStatus of static facts and event counters (the split nodes')."""
+    status = DiagnosticStatus()
+    status.level = LEVELS[level]
+    status.name = name
+    status.message = message
+    status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in list(info.items())
+                     + [(f'count.{k}', v) for k, v in counts.items()]]
+    return status

@@ -30,6 +30,7 @@ import torch
 BACKEND = 'torch-cpu'
 EXIT_DEVICE = 'cpu-inline'
 DEFAULT_TOP_K = 5
+FALLEN_MEMORY = 4096  # fallen-back frames remembered to count their late answers
 
 
 class RobotOutcome(NamedTuple):
@@ -203,3 +204,75 @@ class SplitServer:
             gate_confidence=(), gate_threshold=(), policy='threshold', speculative_segments=0,
             timings=timings, backend=BACKEND, exit_device=EXIT_DEVICE, model_id=self.model_id,
             answered_by='server')
+
+
+class PendingAnswers:
+    """
+    Offloaded frames waiting for the server, each answered exactly once.
+
+    A frame is added when its packet is sent, with the robot's fallback result and whatever
+    the caller needs to publish it. Then exactly one of two things happens: :meth:`resolve`
+    (the server's answer arrived in time: the caller publishes it) or :meth:`expire` (the
+    deadline passed: the caller publishes the fallback). A server answer for a frame that
+    already fell back, or that was never offloaded, is counted and ignored. Thread-safe.
+
+    :param deadline_s: how long the server has to answer a frame.
+    :param clock: a monotonic clock in seconds (tests hand in their own).
+    """
+
+    def __init__(self, deadline_s: float, clock=time.monotonic):
+        if not deadline_s > 0:
+            raise ConfigError(f'deadline must be > 0 s, got {deadline_s!r}')
+        self.deadline_s = float(deadline_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending = {}  # key -> (due time, item); insertion order = due order
+        # Keys that fell back (bounded), so that late answers are told apart from unknown ones.
+        self._fallen = {}
+        self.counts = {'offloaded': 0, 'server': 0, 'fallback': 0, 'late': 0, 'unknown': 0}
+
+    def add(self, key, item) -> None:
+        """Register an offloaded frame (``key`` unique among pending frames)."""
+        with self._lock:
+            if key in self._pending:
+                raise ConfigError(f'frame {key!r} is already pending')
+            self._pending[key] = (self._clock() + self.deadline_s, item)
+            self.counts['offloaded'] += 1
+
+    def resolve(self, key):
+        """Server answered ``key``: its item if the frame still waits (publish the answer)."""
+        with self._lock:
+            entry = self._pending.pop(key, None)
+            if entry is None:
+                self.counts['late' if key in self._fallen else 'unknown'] += 1
+                return None
+            self.counts['server'] += 1
+            return entry[1]
+
+    def expire(self, now: Optional[float] = None) -> list:
+        """Items whose deadline passed, oldest first (publish their fallbacks)."""
+        now = self._clock() if now is None else now
+        out = []
+        with self._lock:
+            for key in list(self._pending):
+                due, item = self._pending[key]
+                if due > now:
+                    break
+                del self._pending[key]
+                self._remember(key)
+                out.append(item)
+            self.counts['fallback'] += len(out)
+        return out
+
+    def drain(self) -> list:
+        """Every pending item, now (shutdown: publish their fallbacks so none is lost)."""
+        return self.expire(now=float('inf'))
+
+    def __len__(self):
+        with self._lock:
+            return len(self._pending)
+
+    def _remember(self, key) -> None:
+        self._fallen[key] = None
+        if len(self._fallen) > FALLEN_MEMORY:
+            self._fallen.pop(next(iter(self._fallen)))
