@@ -94,7 +94,8 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
         from gfde_perception.training.split import train_split
 
         if restart:
-            _remove(out, 'split.ckpt')
+            for path in out.glob('split-*.ckpt'):
+                _remove(out, path.name)
         metrics['split'] = train_split(cfg, splits, out, progress=progress, log=log)
     metrics.setdefault('wall_seconds', {})[step] = time.perf_counter() - started
     write_json(metrics_path, metrics)

@@ -25,6 +25,7 @@ and the test split is evaluated in every mode.
 """
 
 from dataclasses import dataclass, field
+import hashlib
 import json
 from pathlib import Path
 from typing import Mapping, Optional
@@ -254,6 +255,13 @@ def evaluate_split(outputs: dict, labels, gate: GateConfig, student_gate: GateCo
     }
 
 
+def checkpoint_name(cfg: TrainConfig, student_checksum: str) -> str:
+    """Checkpoint file of one split configuration: another configuration never resumes it."""
+    key = json.dumps([cfg.split, student_checksum, cfg.seed, cfg.to_dict()['data']],
+                     sort_keys=True, default=str)
+    return f'split-{hashlib.sha256(key.encode()).hexdigest()[:12]}.ckpt'
+
+
 def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> dict:
     """Train the split model, calibrate its robot exits, write the split bundle; metrics."""
     step = SplitStepConfig.from_dict(cfg.split)
@@ -273,7 +281,8 @@ def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> 
     log(f'split: {step.tail} tail, robot runs {step.split} segment(s), bottleneck '
         f'{model.config.code_shape} at {step.bottleneck.bits} bits')
     fitted = fit(trainee, split_loss(step, model, teacher_parts, splits.train.images),
-                 splits.train, spec, step.optim, seed=cfg.seed, checkpoint=out_dir / 'split.ckpt',
+                 splits.train, spec, step.optim, seed=cfg.seed,
+                 checkpoint=out_dir / checkpoint_name(cfg, student_bundle.checksum),
                  desc='split', progress=progress, log=lambda r: log(f'split epoch {r}'))
     model.eval()
     val = split_outputs(model, splits.val, spec)
