@@ -3,18 +3,24 @@
 """
 The model bundle (``.gfde``): one file that carries everything needed to serve a model.
 
-A bundle is a single safetensors file. Its tensors are the GFDE ``state_dict`` (no pickle is
+A bundle is a single safetensors file. Its tensors are the model's ``state_dict`` (no pickle is
 ever written or read); its ``__metadata__`` holds three strings:
 
 * ``gfde.format``: the format version (an integer, see :data:`FORMAT_VERSION`);
-* ``gfde.manifest``: JSON with ``name``, ``model`` (:class:`GFDEConfig`), ``preprocessing``
+* ``gfde.manifest``: JSON with ``name``, ``model`` (the config of any registered model family,
+  with its ``family``: a GFDE student, a baseline, a teacher), ``preprocessing``
   (:class:`PreprocessSpec`), ``labels``, ``gate`` (:class:`GateConfig`), ``provenance`` and
   ``metrics`` (free JSON objects);
 * ``gfde.sha256``: SHA-256 over the version, the manifest text and every tensor (name, dtype,
   shape, bytes, in name order).
 
 :func:`load_bundle` validates all of it and raises one named :class:`BundleError` subclass per
-problem, with a message that says what is wrong.
+problem, with a message that says what is wrong. Loading is bounded: the file size is capped
+(:data:`MAX_BUNDLE_BYTES`), every config field is range-checked before anything is built, and the
+architecture is instantiated on the meta device (no weights allocated) to compare its shapes with
+the stored tensors before the real model is built.
+
+Format versions: 1 (GFDE only, no ``family`` in ``model``) is still read; 2 adds the family.
 """
 
 from dataclasses import dataclass, field
@@ -29,14 +35,19 @@ from gfde_perception.errors import (
     BundleChecksumError, BundleCorruptError, BundleManifestError, BundleMismatchError,
     BundleNotFoundError, BundleVersionError, ConfigError)
 from gfde_perception.gating import GateConfig
-from gfde_perception.models.gfde import GFDE, GFDEConfig
-from gfde_perception.models.registry import state_dict_problems
+from gfde_perception.models.deploy import to_deployable
+from gfde_perception.models.gfde import GFDE
+from gfde_perception.models.registry import (
+    build_from_config, config_from_dict, FAMILIES, state_dict_problems)
 from gfde_perception.preprocessing import PreprocessSpec
 import torch
 
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+# Larger files are refused before they are read: our largest model is a few MB, and a fine-tuned
+# GFNet-H-B (54 M float32 weights) is 220 MB.
+MAX_BUNDLE_BYTES = 1 << 30
 KEY_FORMAT = 'gfde.format'
 KEY_MANIFEST = 'gfde.manifest'
 KEY_CHECKSUM = 'gfde.sha256'
@@ -49,20 +60,18 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parent / 'data' / 'default.gfde'
 
 
-def _check_consistency(config: GFDEConfig, spec: PreprocessSpec, labels: tuple,
-                       gate: GateConfig) -> None:
-    bb = config.backbone
-    if tuple(spec.input_size) != (bb.img_size, bb.img_size):
+def _check_consistency(config, spec: PreprocessSpec, labels: tuple, gate: GateConfig) -> None:
+    if tuple(spec.input_size) != (config.img_size, config.img_size):
         raise BundleManifestError(
             f'preprocessing input_size {spec.input_size} does not match the model input '
-            f'{bb.img_size}x{bb.img_size}')
-    if spec.channels != bb.in_chans:
+            f'{config.img_size}x{config.img_size}')
+    if spec.channels != config.in_chans:
         raise BundleManifestError(
             f'preprocessing gives {spec.channels} channel(s) ({spec.channel_order!r}) but the '
-            f'model takes in_chans={bb.in_chans}')
-    if len(labels) != bb.num_classes:
+            f'model takes in_chans={config.in_chans}')
+    if len(labels) != config.num_classes:
         raise BundleManifestError(
-            f'{len(labels)} labels for a model with num_classes={bb.num_classes}')
+            f'{len(labels)} labels for a model with num_classes={config.num_classes}')
     if not all(isinstance(lb, str) and lb.strip() for lb in labels):
         raise BundleManifestError('labels must be non-empty strings')
     if len(set(labels)) != len(labels):
@@ -80,18 +89,18 @@ class Bundle:
     A servable model: weights plus everything needed to use them.
 
     :ivar name: model id (reported with every result).
-    :ivar config: architecture.
+    :ivar config: architecture: the config of a registered model family.
     :ivar preprocessing: the one preprocessing the model was trained with.
     :ivar labels: class names, one per output.
     :ivar gate: exit metric and one threshold per early exit.
-    :ivar state_dict: GFDE weights (name -> tensor, CPU).
+    :ivar state_dict: the model's weights (name -> tensor, CPU).
     :ivar provenance: how the model was made (free JSON: data, teacher, commands, dates).
     :ivar metrics: measured quality (free JSON: accuracy per exit, calibration, ...).
     :ivar checksum: SHA-256 hex of the stored content ('' until saved or loaded).
     """
 
     name: str
-    config: GFDEConfig
+    config: object
     preprocessing: PreprocessSpec
     labels: tuple
     gate: GateConfig
@@ -105,8 +114,10 @@ class Bundle:
         if not isinstance(self.name, str) or not self.name:
             raise BundleManifestError(f'bundle name must be a non-empty string, '
                                       f'got {self.name!r}')
-        for attr, kind in (('config', GFDEConfig), ('preprocessing', PreprocessSpec),
-                           ('gate', GateConfig)):
+        if not any(type(self.config) is family[0] for family in FAMILIES.values()):
+            raise BundleManifestError(f'config must be a registered model config, got '
+                                      f'{type(self.config).__name__}')
+        for attr, kind in (('preprocessing', PreprocessSpec), ('gate', GateConfig)):
             if not isinstance(getattr(self, attr), kind):
                 raise BundleManifestError(f'{attr} must be a {kind.__name__}, got '
                                           f'{type(getattr(self, attr)).__name__}')
@@ -122,12 +133,13 @@ class Bundle:
         _check_consistency(self.config, self.preprocessing, self.labels, self.gate)
 
     @classmethod
-    def from_model(cls, model: GFDE, name: str, preprocessing: PreprocessSpec, labels,
+    def from_model(cls, model, name: str, preprocessing: PreprocessSpec, labels,
                    gate: Optional[GateConfig] = None, provenance: Optional[Mapping] = None,
                    metrics: Optional[Mapping] = None) -> 'Bundle':
-        """Bundle a trained GFDE (weights copied to CPU). Default gate: never exit early."""
-        if not isinstance(model, GFDE):
-            raise BundleManifestError(f'a bundle holds a GFDE, got {type(model).__name__}')
+        """Bundle a trained registered model (weights copied to CPU). Default: never exit early."""
+        if not any(isinstance(model, family[1]) for family in FAMILIES.values()):
+            raise BundleManifestError(f'a bundle holds a registered model, got '
+                                      f'{type(model).__name__}')
         if gate is None:
             gate = GateConfig('max_softmax', (1.0,) * len(model.config.exit_blocks))
         sd = {k: v.detach().to('cpu').clone().contiguous() for k, v in
@@ -147,19 +159,19 @@ class Bundle:
             'metrics': dict(self.metrics),
         }
 
-    def build_model(self, deployable: bool = False) -> GFDE:
+    def build_model(self, deployable: bool = False):
         """
-        Instantiate the GFDE with these weights (strict), in eval mode.
+        Instantiate the model with these weights (strict), in eval mode.
 
         :param deployable: convert the global filters to the deployable form
-            (:func:`gfde_perception.models.to_deployable`, no FFT needed).
+            (:func:`gfde_perception.models.to_deployable`, no FFT needed); models without
+            global filters are returned as they are.
         """
-        model = GFDE(self.config)
+        model = build_from_config(self.config)
         check_weights(model, self.state_dict)
         model.load_state_dict(dict(self.state_dict), strict=True)
         model.eval()
-        if deployable:
-            from gfde_perception.models.deploy import to_deployable
+        if deployable and isinstance(model, GFDE):
             model = to_deployable(model)
         return model
 
@@ -205,11 +217,25 @@ def write_bundle_file(path, manifest, tensors: Mapping, version=FORMAT_VERSION,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        # mkstemp makes the file owner-only; a model file is meant to be shared (umask applies).
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return checksum
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would race other threads)."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def save_bundle(bundle: Bundle, path) -> Path:
@@ -237,10 +263,13 @@ def _parse_manifest(text: str) -> dict:
     return data
 
 
-def _manifest_objects(data: dict):
+def _manifest_objects(data: dict, version: int):
+    model = data['model']
+    if version >= 2 and not (isinstance(model, Mapping) and 'family' in model):
+        raise BundleManifestError('invalid model config: no "family" (format 2 names it)')
     try:
-        config = GFDEConfig.from_dict(data['model'])
-    except (ConfigError, TypeError) as exc:
+        config = config_from_dict(model)
+    except (ConfigError, TypeError, ValueError) as exc:
         raise BundleManifestError(f'invalid model config: {exc}') from None
     try:
         if not isinstance(data['preprocessing'], Mapping):
@@ -258,50 +287,52 @@ def _manifest_objects(data: dict):
     return config, spec, tuple(labels), gate
 
 
-def _expected_shapes(config: GFDEConfig) -> dict:
-    # Built on the meta device: the check allocates no weights, even for GFNet-H-B.
+def _expected_tensors(model) -> dict:
+    """Name -> (shape, is floating point) of every tensor in ``model``'s state_dict."""
+    return {k: (tuple(v.shape), v.is_floating_point()) for k, v in model.state_dict().items()}
+
+
+def _check_weights_against_config(config, state_dict: Mapping) -> None:
+    # Built on the meta device: the check allocates no weights, even for GFNet-H-B; the config's
+    # bounds (checked when it was parsed) keep the number of modules small.
     with torch.device('meta'):
-        model = GFDE(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        model = build_from_config(config)
+    _compare(_expected_tensors(model), state_dict)
 
 
-def _check_weights_against_config(config: GFDEConfig, state_dict: Mapping) -> None:
-    expected = _expected_shapes(config)
-    _compare(expected, state_dict)
-
-
-def check_weights(model: GFDE, state_dict: Mapping) -> None:
+def check_weights(model, state_dict: Mapping) -> None:
     """Raise :class:`BundleMismatchError` unless ``state_dict`` fits ``model`` exactly."""
-    _compare({k: tuple(v.shape) for k, v in model.state_dict().items()}, state_dict)
+    _compare(_expected_tensors(model), state_dict)
 
 
 def _compare(expected: dict, state_dict: Mapping) -> None:
-    problems = state_dict_problems(expected, state_dict)
-    not_float = [f'{k}: {state_dict[k].dtype}' for k in expected
-                 if k in state_dict and not state_dict[k].is_floating_point()]
-    if not_float:
-        problems.append(f'{len(not_float)} not floating point (first: {not_float[:5]})')
+    problems = state_dict_problems({k: shape for k, (shape, _) in expected.items()}, state_dict)
+    # Weights may be stored in a narrower float (a float16 teacher); counters stay integers.
+    wrong_kind = [f'{k}: {state_dict[k].dtype}' for k, (_, is_float) in expected.items()
+                  if k in state_dict and state_dict[k].is_floating_point() != is_float]
+    if wrong_kind:
+        problems.append(f'{len(wrong_kind)} of the wrong kind of number (first: '
+                        f'{wrong_kind[:5]})')
     if problems:
         raise BundleMismatchError('weights do not fit the architecture: ' + '; '.join(problems))
 
 
-def load_bundle(path=None) -> Bundle:
+def read_bundle_file(path) -> tuple:
     """
-    Read and validate a bundle (default: :func:`default_bundle_path`).
+    Read a bundle container and verify its size, format version and checksum.
 
-    :raises BundleNotFoundError: no such file.
-    :raises BundleCorruptError: not a safetensors file, truncated, broken header, not a bundle.
-    :raises BundleVersionError: a format version this code cannot read.
-    :raises BundleChecksumError: content modified or damaged (checksum mismatch or absent).
-    :raises BundleManifestError: manifest missing, not JSON, or with bad/missing/inconsistent
-        fields.
-    :raises BundleMismatchError: weights missing, unexpected or of the wrong shape or dtype.
+    :return: ``(format version, manifest text, tensors, stored checksum)``.
+    :raises BundleError: the subclasses :func:`load_bundle` lists, except the manifest checks.
     """
     from safetensors import safe_open
-    path = Path(default_bundle_path() if path is None else path)
+    path = Path(path)
     if not path.is_file():
         raise BundleNotFoundError(f'no bundle at {path}' + (' (a directory)' if path.is_dir()
                                                             else ''))
+    size = path.stat().st_size
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleCorruptError(f'{path} is {size / 2 ** 20:.0f} MiB, over the '
+                                 f'{MAX_BUNDLE_BYTES >> 20} MiB a bundle may have')
     try:
         with safe_open(str(path), framework='pt') as f:
             meta = f.metadata() or {}
@@ -332,8 +363,25 @@ def load_bundle(path=None) -> Bundle:
         raise BundleChecksumError(f'{path}: checksum mismatch (stored {stored[:12]}..., '
                                   f'content {actual[:12]}...): the file was modified or '
                                   f'damaged')
-    data = _parse_manifest(meta[KEY_MANIFEST])
-    config, spec, labels, gate = _manifest_objects(data)
+    return version_int, meta[KEY_MANIFEST], tensors, stored
+
+
+def load_bundle(path=None) -> Bundle:
+    """
+    Read and validate a bundle (default: :func:`default_bundle_path`).
+
+    :raises BundleNotFoundError: no such file.
+    :raises BundleCorruptError: not a safetensors file, truncated, broken header, not a bundle.
+    :raises BundleVersionError: a format version this code cannot read.
+    :raises BundleChecksumError: content modified or damaged (checksum mismatch or absent).
+    :raises BundleManifestError: manifest missing, not JSON, or with bad/missing/inconsistent
+        fields.
+    :raises BundleMismatchError: weights missing, unexpected or of the wrong shape or dtype.
+    """
+    path = Path(default_bundle_path() if path is None else path)
+    version_int, text, tensors, stored = read_bundle_file(path)
+    data = _parse_manifest(text)
+    config, spec, labels, gate = _manifest_objects(data, version_int)
     _check_weights_against_config(config, tensors)
     try:
         return Bundle(data['name'], config, spec, labels, gate, tensors, data['provenance'],

@@ -36,7 +36,7 @@ def _distill_term(logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str,
 
 def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[torch.Tensor],
                       kind: str = 'hard', tau: float = 1.0, alpha: float = 0.5,
-                      exit_weight: float = 0.0) -> torch.Tensor:
+                      exit_weight: float = 0.0, label_smoothing: float = 0.0) -> torch.Tensor:
     """
     Compute the DeiT loss for a :class:`~gfde_perception.models.GFDEOutput`.
 
@@ -47,6 +47,7 @@ def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[tor
     :param tau: softening temperature for 'soft'.
     :param alpha: weight of the distillation term, in [0, 1].
     :param exit_weight: weight of the (mean) early-exit loss added to the final loss.
+    :param label_smoothing: smoothing of the cross-entropy on the labels (never on the teacher).
     :return: scalar loss tensor.
     :raises ConfigError: unknown kind, bad tau/alpha, missing or mis-shaped teacher logits.
     """
@@ -68,11 +69,11 @@ def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[tor
         teacher_logits = teacher_logits.detach()
 
     def head_loss(main: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-        base = F.cross_entropy(main, labels)
+        base = F.cross_entropy(main, labels, label_smoothing=label_smoothing)
         if kind == 'none':
             if dist is main:
                 return base
-            return 0.5 * (base + F.cross_entropy(dist, labels))
+            return 0.5 * (base + F.cross_entropy(dist, labels, label_smoothing=label_smoothing))
         return (1.0 - alpha) * base + alpha * _distill_term(dist, teacher_logits, kind, tau)
 
     loss = head_loss(cls_logits, dist_logits)

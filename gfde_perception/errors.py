@@ -7,6 +7,8 @@ Every error the core raises on bad input derives from :class:`GfdeError`, so an 
 node, a CLI) can catch one type at its boundary, report it with context and carry on.
 """
 
+from enum import Enum
+
 
 class GfdeError(Exception):
     """Base class of all gfde_perception errors."""
@@ -16,8 +18,58 @@ class ConfigError(GfdeError, ValueError):
     """A configuration value is missing, out of range or inconsistent with another."""
 
 
+class ImageErrorKind(str, Enum):
+    """
+    Why an image was refused: the one list of kinds, counted by name in the node's diagnostics.
+
+    The values are stable strings (``dropped.bad_input.<value>`` in ``/diagnostics``).
+    """
+
+    UNKNOWN_ENCODING = 'unknown_encoding'
+    """The encoding or compressed format is not one the codec reads or writes."""
+    ZERO_SIZE = 'zero_size'
+    """Zero rows or columns, or no data at all."""
+    TOO_LARGE = 'too_large'
+    """More pixels than any camera streams (``preprocessing.MAX_PIXELS``)."""
+    DECODE_BUDGET = 'decode_budget'
+    """The header announces more decoded bytes than the decode budget allows."""
+    WRONG_STEP = 'wrong_step'
+    """The row step is shorter than one row of pixels."""
+    TRUNCATED = 'truncated'
+    """Fewer bytes than ``step * height``."""
+    WRONG_SIZE = 'wrong_size'
+    """A size the encoding cannot have (an odd width for 4:2:2 YUV)."""
+    CORRUPT_COMPRESSED = 'corrupt_compressed'
+    """Compressed data that is damaged, even where a decoder could recover part of it."""
+    NON_FINITE = 'non_finite'
+    """NaN or infinite float pixels."""
+    OUT_OF_RANGE = 'out_of_range'
+    """Finite float pixels outside the documented [0, 1]."""
+    WRONG_ARRAY = 'wrong_array'
+    """An array of a shape or type the operation does not take."""
+    WRONG_ARGUMENT = 'wrong_argument'
+    """An argument out of its range (e.g. a JPEG quality)."""
+    UNREADABLE = 'unreadable'
+    """A file that is missing or in no format the reader knows."""
+    ENCODE_FAILED = 'encode_failed'
+    """The encoder refused an array it was expected to take."""
+
+
 class ImageError(GfdeError, ValueError):
-    """An image cannot be decoded or converted (bad encoding, size, step or data)."""
+    """
+    An image cannot be decoded or converted (bad encoding, size, step or data).
+
+    :param message: what is wrong, for a person.
+    :param kind: why, for a counter: one of :class:`ImageErrorKind`.
+    """
+
+    def __init__(self, message: str, kind: ImageErrorKind):
+        super().__init__(message)
+        self.kind = ImageErrorKind(kind)
+
+    def __reduce__(self):
+        # Keep the kind through pickling (errors crossing a process boundary).
+        return type(self), (str(self), self.kind)
 
 
 class BundleError(GfdeError):

@@ -40,19 +40,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def uncertainty_features(logits: np.ndarray) -> np.ndarray:
     """Return the three base confidences as (..., 3): max_softmax, margin, entropy."""
-    logits = _check_logits(logits)
-    p = softmax(logits)
-    k = p.shape[-1]
-    if k == 1:
-        ones = np.ones(p.shape[:-1] + (3,))
-        return ones
-    top2 = np.partition(p, k - 2, axis=-1)[..., k - 2:]  # (..., 2): second, first
-    top1 = top2[..., 1]
-    margin = top2[..., 1] - top2[..., 0]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    ent = 1.0 - (-plogp.sum(axis=-1)) / math.log(k)
-    return np.clip(np.stack([top1, margin, ent], axis=-1), 0.0, 1.0)
+    return _base_features(softmax(_check_logits(logits)))
 
 
 def _check_logits(logits) -> np.ndarray:
@@ -82,13 +70,55 @@ def confidence(logits: np.ndarray, metric: str = 'max_softmax',
     """
     if metric not in METRICS:
         raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
-    feats = uncertainty_features(logits)
-    if metric == 'learned':
+    return confidence_from_probs(softmax(_check_logits(logits)), metric, learned_weights)
+
+
+def confidence_from_probs(probs: np.ndarray, metric: str = 'max_softmax',
+                          learned_weights: Optional[tuple] = None):
+    """
+    Confidence from softmax probabilities (K,) or (B, K); computes only what ``metric`` needs.
+
+    The runtime calls this once per exit with the probabilities it also reports, so each frame
+    computes one softmax per exit and nothing more.
+    """
+    if metric == 'max_softmax':
+        conf = probs.max(axis=-1)
+    elif metric == 'margin':
+        k = probs.shape[-1]
+        if k == 1:
+            conf = np.ones(probs.shape[:-1])
+        else:
+            top2 = np.partition(probs, k - 2, axis=-1)[..., k - 2:]  # (..., 2): second, first
+            conf = top2[..., 1] - top2[..., 0]
+    elif metric == 'entropy':
+        conf = _entropy_confidence(probs)
+    elif metric == 'learned':
         w = _check_learned(learned_weights)
-        conf = _sigmoid(feats @ w[:3] + w[3])
+        conf = _sigmoid(_base_features(probs) @ w[:3] + w[3])
     else:
-        conf = feats[..., BASE_METRICS.index(metric)]
+        raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
+    conf = np.clip(conf, 0.0, 1.0)
     return float(conf) if np.ndim(conf) == 0 else conf
+
+
+def _entropy_confidence(probs: np.ndarray) -> np.ndarray:
+    k = probs.shape[-1]
+    if k == 1:
+        return np.ones(probs.shape[:-1])
+    with np.errstate(divide='ignore', invalid='ignore'):
+        plogp = np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0)), 0.0)
+    return 1.0 - (-plogp.sum(axis=-1)) / math.log(k)
+
+
+def _base_features(probs: np.ndarray) -> np.ndarray:
+    """The three base confidences of probabilities as (..., 3)."""
+    return np.stack([confidence_from_probs(probs, m) * np.ones(probs.shape[:-1])
+                     for m in BASE_METRICS], axis=-1)
+
+
+def exits_now(conf: float, threshold: float) -> bool:
+    """Scalar exit decision (the per-frame path): the rule of :func:`should_exit`."""
+    return threshold <= 0.0 or (threshold < 1.0 and conf >= threshold)
 
 
 def _check_learned(weights) -> np.ndarray:
@@ -175,6 +205,10 @@ class GateConfig:
     def confidence(self, logits: np.ndarray):
         """Confidence of one exit's logits under this gate's metric."""
         return confidence(logits, self.metric, self.learned_weights)
+
+    def confidence_from_probs(self, probs: np.ndarray):
+        """Confidence of one exit's softmax probabilities under this gate's metric."""
+        return confidence_from_probs(probs, self.metric, self.learned_weights)
 
     def should_exit(self, exit_index: int, logits: np.ndarray):
         """Gate decision for early exit ``exit_index`` given its logits."""

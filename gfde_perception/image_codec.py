@@ -13,19 +13,30 @@ Output convention (what :func:`gfde_perception.preprocessing.preprocess` takes):
 * colour encodings give ``(H, W, 3)`` **RGB** ``uint8``;
 * ``mono8``/``8UC1`` give ``(H, W)`` ``uint8``; ``mono16``/``16UC1`` keep 16 bit, ``(H, W)``
   ``uint16`` in native byte order; ``32FC1`` gives ``(H, W)`` ``float32`` taken as intensities
-  in [0, 1] (non-finite pixels pass through and are refused by preprocessing).
+  in [0, 1] (pixels that are not finite or not in [0, 1] pass through here and are refused by
+  preprocessing, the one place that reads float pixels).
+
+Decode budget: before any pixel is decoded, the size the image header announces (width x height
+x channels x bytes per channel: the ``sensor_msgs/Image`` fields with the encoding, a PNG's IHDR,
+a JPEG's start-of-frame) is checked against ``max_bytes`` (:data:`DEFAULT_MAX_DECODE_BYTES`), so
+a small file that expands to hundreds of megabytes is refused in microseconds without allocating.
+
+Damaged JPEG data is refused, not half-decoded: JPEG goes through libjpeg-turbo (``simplejpeg``)
+in strict mode, which turns the warnings libjpeg would otherwise only print ("Corrupt JPEG data:
+...") into errors. PNG goes through OpenCV, whose libpng/spng check every chunk's CRC.
 
 Every failure is an :class:`~gfde_perception.errors.ImageError` whose message says what is wrong
-(unknown encoding, zero size, wrong step, truncated data, corrupt or oversized compressed data), so
-an adapter can count the frame and carry on.
+and whose ``kind`` (:class:`~gfde_perception.errors.ImageErrorKind`) says why, so an adapter can
+count the frame by kind and carry on.
 """
 
 import struct
 
 import cv2
-from gfde_perception.errors import ImageError
+from gfde_perception.errors import ImageError, ImageErrorKind as Kind
 from gfde_perception.preprocessing import MAX_PIXELS
 import numpy as np
+import simplejpeg
 
 # encoding -> (bytes per pixel, channels in the buffer, element dtype, conversion to the output).
 # The conversion names say how buffer channels become the output convention.
@@ -57,17 +68,38 @@ _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 # compressed_depth_image_transport puts a 12-byte header (format enum + two floats) before its PNG.
 _DEPTH_HEADER = 12
 
+DEFAULT_MAX_DECODE_BYTES = 64 * 1024 * 1024
+"""Default decode budget in bytes: a 4K RGB frame in 16 bit (49.8 MB) fits, 8K RGB does not."""
+MAX_DECODE_BYTES_RANGE = (1, 10 ** 12)
+"""Lowest and highest decode budget accepted (the node parameter's range)."""
+
+# PNG colour type -> channels the decoder produces (a palette expands to colour, grey + alpha
+# comes out as BGRA from OpenCV).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}
+
 
 def _check_size(height: int, width: int) -> None:
     if height < 1 or width < 1:
-        raise ImageError(f'zero-size image: {width}x{height}')
+        raise ImageError(f'zero-size image: {width}x{height}', Kind.ZERO_SIZE)
     if height * width > MAX_PIXELS:
         raise ImageError(
-            f'image of {width}x{height} exceeds the {MAX_PIXELS}-pixel limit (a decoding error?)')
+            f'image of {width}x{height} exceeds the {MAX_PIXELS}-pixel limit (a decoding error?)',
+            Kind.TOO_LARGE)
+
+
+def _check_header(height: int, width: int, channels: int, bytes_per_channel: int,
+                  max_bytes: int, what: str) -> None:
+    """Refuse, from the header alone, an image with no pixels or one over the decode budget."""
+    _check_size(height, width)
+    size = height * width * channels * bytes_per_channel
+    if size > max_bytes:
+        raise ImageError(
+            f'{what} of {width}x{height}x{channels} at {8 * bytes_per_channel} bit would decode '
+            f'to {size} B, over the decode budget of {max_bytes} B', Kind.DECODE_BUDGET)
 
 
 def raw_to_array(encoding: str, height: int, width: int, step: int, is_bigendian,
-                 data) -> np.ndarray:
+                 data, max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """
     Decode the fields of a raw image message into an array (see the module docstring).
 
@@ -78,32 +110,38 @@ def raw_to_array(encoding: str, height: int, width: int, step: int, is_bigendian
     :param is_bigendian: byte order of 16- and 32-bit pixels (ignored for 8-bit encodings).
     :param data: the pixel buffer (``bytes``, ``bytearray``, ``memoryview``, ``array.array`` or
         a uint8 numpy array) of at least ``step * height`` bytes.
+    :param max_bytes: decode budget: ``width * height * bytes per pixel`` of the encoding may
+        not exceed it.
     :return: ``(H, W, 3)`` RGB uint8, or ``(H, W)`` grey (uint8, uint16 or float32). For rgb8,
         mono8 and little-endian 16-bit input on a little-endian host this may be a read-only
         view of ``data`` (no copy); callers that must write into it copy first.
-    :raises ImageError: unknown encoding, zero or oversized dimensions, a step shorter than a
-        row, a buffer shorter than ``step * height``, or an odd width for 4:2:2 YUV.
+    :raises ImageError: unknown encoding, zero or oversized dimensions, over the decode
+        budget, a step shorter than a row, a buffer shorter than ``step * height``, or an odd
+        width for 4:2:2 YUV (the error's ``kind`` says which).
     """
     spec = _ENCODINGS.get(encoding)
     if spec is None:
-        raise ImageError(f'unknown encoding {encoding!r}; supported: {", ".join(ENCODINGS)}')
+        raise ImageError(f'unknown encoding {encoding!r}; supported: {", ".join(ENCODINGS)}',
+                         Kind.UNKNOWN_ENCODING)
     bpp, channels, dtype, conversion = spec
     height, width, step = int(height), int(width), int(step)
-    _check_size(height, width)
+    _check_header(height, width, channels, bpp // channels, max_bytes, encoding)
     if conversion in ('uyvy', 'yuyv') and width % 2:
-        raise ImageError(f'{encoding} needs an even width, got {width}')
+        raise ImageError(f'{encoding} needs an even width, got {width}', Kind.WRONG_SIZE)
     row_bytes = width * bpp
     if step < row_bytes:
         raise ImageError(
-            f'step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} B)')
+            f'step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} B)',
+            Kind.WRONG_STEP)
     try:
         buf = np.frombuffer(data, np.uint8)
     except (TypeError, ValueError) as exc:
-        raise ImageError(f'image data is not a byte buffer: {exc}') from exc
+        raise ImageError(f'image data is not a byte buffer: {exc}', Kind.WRONG_ARRAY) from exc
     needed = step * height
     if buf.size < needed:
         raise ImageError(
-            f'truncated data: {buf.size} B for {height} rows of step {step} ({needed} B needed)')
+            f'truncated data: {buf.size} B for {height} rows of step {step} ({needed} B needed)',
+            Kind.TRUNCATED)
     rows = buf[:needed].reshape(height, step)[:, :row_bytes]  # (H, row_bytes) uint8 view
     if dtype is np.uint8:
         pixels = rows.reshape(height, width, channels) if channels > 1 else rows
@@ -168,21 +206,25 @@ def array_to_raw(array: np.ndarray, encoding: str, step: int = None, bigendian: 
     """
     spec = _ENCODINGS.get(encoding)
     if spec is None:
-        raise ImageError(f'unknown encoding {encoding!r}; supported: {", ".join(ENCODINGS)}')
+        raise ImageError(f'unknown encoding {encoding!r}; supported: {", ".join(ENCODINGS)}',
+                         Kind.UNKNOWN_ENCODING)
     bpp, channels, dtype, conversion = spec
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise ImageError(f'expected (H, W) or (H, W, 3), got shape {array.shape}')
+        raise ImageError(f'expected (H, W) or (H, W, 3), got shape {array.shape}',
+                         Kind.WRONG_ARRAY)
     height, width = array.shape[:2]
     _check_size(height, width)
     if array.dtype != dtype:
-        raise ImageError(f'{encoding} needs {np.dtype(dtype).name} pixels, got {array.dtype}')
+        raise ImageError(f'{encoding} needs {np.dtype(dtype).name} pixels, got {array.dtype}',
+                         Kind.WRONG_ARRAY)
     if conversion == 'grey':
         if array.ndim == 3:
             if dtype is not np.uint8:
-                raise ImageError(f'{encoding} needs an (H, W) array, got shape {array.shape}')
+                raise ImageError(f'{encoding} needs an (H, W) array, got shape {array.shape}',
+                                 Kind.WRONG_ARRAY)
             array = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2GRAY)
         pixels = array.astype(np.dtype(dtype).newbyteorder('>' if bigendian else '<'))
     else:
@@ -199,12 +241,14 @@ def array_to_raw(array: np.ndarray, encoding: str, step: int = None, bigendian: 
             pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGRA)
         else:
             if width % 2:
-                raise ImageError(f'{encoding} needs an even width, got {width}')
+                raise ImageError(f'{encoding} needs an even width, got {width}',
+                                 Kind.WRONG_SIZE)
             pixels = _rgb_to_yuv422(array, conversion)
     row_bytes = width * bpp
     step = row_bytes if step is None else int(step)
     if step < row_bytes:
-        raise ImageError(f'step {step} is shorter than one row ({row_bytes} B)')
+        raise ImageError(f'step {step} is shorter than one row ({row_bytes} B)',
+                         Kind.WRONG_STEP)
     raw = np.ascontiguousarray(pixels).view(np.uint8).reshape(height, row_bytes)
     if step > row_bytes:
         padded = np.zeros((height, step), np.uint8)
@@ -221,21 +265,25 @@ def _sniff(data: bytes) -> str:
     return ''
 
 
-def _png_size(data: bytes) -> tuple:
-    # IHDR is always the first chunk: width and height are big-endian uint32 at bytes 16..24.
-    if len(data) < 24 or data[12:16] != b'IHDR':
-        raise ImageError('corrupt PNG: no IHDR chunk')
-    width, height = struct.unpack('>II', data[16:24])
-    return height, width
+def _png_header(data: bytes) -> tuple:
+    """Return (height, width, channels, bytes per channel) from a PNG's IHDR."""
+    # IHDR is always the first chunk: width, height (big-endian uint32), bit depth, colour type.
+    if len(data) < 26 or data[12:16] != b'IHDR':
+        raise ImageError('corrupt PNG: no IHDR chunk', Kind.CORRUPT_COMPRESSED)
+    width, height, depth, colour = struct.unpack('>IIBB', data[16:26])
+    if colour not in _PNG_CHANNELS:
+        raise ImageError(f'corrupt PNG: colour type {colour}', Kind.CORRUPT_COMPRESSED)
+    return height, width, _PNG_CHANNELS[colour], 2 if depth > 8 else 1
 
 
-def _jpeg_size(data: bytes) -> tuple:
+def _jpeg_header(data: bytes) -> tuple:
+    """Return (height, width, components, bytes per sample) from a JPEG's first frame header."""
     # Walk the marker segments up to the first start-of-frame (SOF0..SOF15 but DHT/JPG/DAC).
     i = 2
     n = len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            raise ImageError('corrupt JPEG: bad marker sequence')
+            raise ImageError('corrupt JPEG: bad marker sequence', Kind.CORRUPT_COMPRESSED)
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -245,46 +293,35 @@ def _jpeg_size(data: bytes) -> tuple:
             continue
         length = struct.unpack('>H', data[i + 2:i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > n:
+            if i + 10 > n:
                 break
-            height, width = struct.unpack('>HH', data[i + 5:i + 9])
-            return height, width
+            precision, height, width, components = struct.unpack('>BHHB', data[i + 4:i + 10])
+            return height, width, components, 2 if precision > 8 else 1
         if length < 2:
-            raise ImageError('corrupt JPEG: bad segment length')
+            raise ImageError('corrupt JPEG: bad segment length', Kind.CORRUPT_COMPRESSED)
         i += 2 + length
-    raise ImageError('corrupt JPEG: no frame header')
+    raise ImageError('corrupt JPEG: no frame header', Kind.CORRUPT_COMPRESSED)
 
 
-def compressed_to_array(format: str, data) -> np.ndarray:  # noqa: A002 (the message field name)
-    """
-    Decode JPEG or PNG bytes (a ``sensor_msgs/CompressedImage``) into an array.
+def _decode_jpeg(data: bytes, components: int, bytes_per_sample: int) -> np.ndarray:
+    if bytes_per_sample != 1:
+        raise ImageError('JPEG of more than 8 bit per sample is not supported',
+                         Kind.UNKNOWN_ENCODING)
+    try:
+        # strict: libjpeg's warnings (damaged entropy data, premature end, extraneous bytes)
+        # are errors, so a damaged frame is refused instead of classified half-grey.
+        image = simplejpeg.decode_jpeg(data, colorspace='GRAY' if components == 1 else 'RGB',
+                                       strict=True)
+    except ValueError as exc:
+        raise ImageError(f'corrupt jpeg image: {exc}', Kind.CORRUPT_COMPRESSED) from exc
+    return image[:, :, 0] if components == 1 else image  # (H, W) or (H, W, 3) RGB
 
-    :param format: the message's format string, e.g. ``'jpeg'``, ``'png'``, ``'rgb8; jpeg
-        compressed bgr8'`` or ``'16UC1; compressedDepth png'``; empty means "look at the bytes".
-    :param data: the compressed bytes.
-    :return: ``(H, W, 3)`` RGB (uint8, or uint16 for 16-bit PNG) or ``(H, W)`` grey.
-    :raises ImageError: empty data, a format other than JPEG/PNG, data that is not what the
-        format says, a header announcing zero or too many pixels, or undecodable data.
-    """
-    fmt = (format or '').lower()
-    data = bytes(data) if not isinstance(data, bytes) else data
-    if not data:
-        raise ImageError('empty compressed image')
-    if 'compresseddepth' in fmt and _sniff(data) != 'png' and _sniff(data[_DEPTH_HEADER:]):
-        data = data[_DEPTH_HEADER:]
-    kind = _sniff(data)
-    named = 'png' if 'png' in fmt else 'jpeg' if ('jpeg' in fmt or 'jpg' in fmt) else ''
-    if fmt and not named:
-        raise ImageError(f'unsupported compressed format {format!r}; supported: jpeg, png')
-    if not kind:
-        raise ImageError(f'corrupt {named or "compressed"} image: no JPEG or PNG signature')
-    if named and kind != named:
-        raise ImageError(f'format says {named} but the data is {kind}')
-    # Read the size from the header first so that a decompression bomb is refused undecoded.
-    _check_size(*(_png_size(data) if kind == 'png' else _jpeg_size(data)))
+
+def _decode_png(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        raise ImageError(f'corrupt {kind} image: the decoder rejected {len(data)} B')
+        raise ImageError(f'corrupt png image: the decoder rejected {len(data)} B',
+                         Kind.CORRUPT_COMPRESSED)
     if image.ndim == 3:
         if image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
@@ -293,6 +330,45 @@ def compressed_to_array(format: str, data) -> np.ndarray:  # noqa: A002 (the mes
         elif image.shape[2] == 1:
             image = image[:, :, 0]
     return image
+
+
+def compressed_to_array(format: str, data,  # noqa: A002 (the message field name)
+                        max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
+    """
+    Decode JPEG or PNG bytes (a ``sensor_msgs/CompressedImage``) into an array.
+
+    :param format: the message's format string, e.g. ``'jpeg'``, ``'png'``, ``'rgb8; jpeg
+        compressed bgr8'`` or ``'16UC1; compressedDepth png'``; empty means "look at the bytes".
+    :param data: the compressed bytes.
+    :param max_bytes: decode budget: width x height x channels x bytes per channel announced by
+        the header may not exceed it (checked before decoding).
+    :return: ``(H, W, 3)`` RGB (uint8, or uint16 for 16-bit PNG) or ``(H, W)`` grey.
+    :raises ImageError: empty data, a format other than JPEG/PNG, data that is not what the
+        format says, a header announcing zero or too many pixels or more bytes than the budget,
+        or damaged data (the error's ``kind`` says which).
+    """
+    fmt = (format or '').lower()
+    data = bytes(data) if not isinstance(data, bytes) else data
+    if not data:
+        raise ImageError('empty compressed image', Kind.ZERO_SIZE)
+    if 'compresseddepth' in fmt and _sniff(data) != 'png' and _sniff(data[_DEPTH_HEADER:]):
+        data = data[_DEPTH_HEADER:]
+    kind = _sniff(data)
+    named = 'png' if 'png' in fmt else 'jpeg' if ('jpeg' in fmt or 'jpg' in fmt) else ''
+    if fmt and not named:
+        raise ImageError(f'unsupported compressed format {format!r}; supported: jpeg, png',
+                         Kind.UNKNOWN_ENCODING)
+    if not kind:
+        raise ImageError(f'corrupt {named or "compressed"} image: no JPEG or PNG signature',
+                         Kind.CORRUPT_COMPRESSED)
+    if named and kind != named:
+        raise ImageError(f'format says {named} but the data is {kind}', Kind.CORRUPT_COMPRESSED)
+    # The header first, so that a decompression bomb is refused undecoded.
+    header = _png_header(data) if kind == 'png' else _jpeg_header(data)
+    _check_header(*header, max_bytes, kind.upper())
+    if kind == 'png':
+        return _decode_png(data)
+    return _decode_jpeg(data, header[2], header[3])
 
 
 def array_to_compressed(array: np.ndarray, format: str = 'jpeg',  # noqa: A002
@@ -307,20 +383,23 @@ def array_to_compressed(array: np.ndarray, format: str = 'jpeg',  # noqa: A002
     :raises ImageError: unknown format, bad quality, wrong shape or type, or an encoder failure.
     """
     if format not in COMPRESSED_FORMATS:
-        raise ImageError(f'unsupported compressed format {format!r}; supported: jpeg, png')
+        raise ImageError(f'unsupported compressed format {format!r}; supported: jpeg, png',
+                         Kind.UNKNOWN_ENCODING)
     if not 1 <= int(quality) <= 100:
-        raise ImageError(f'JPEG quality must be in [1, 100], got {quality}')
+        raise ImageError(f'JPEG quality must be in [1, 100], got {quality}', Kind.WRONG_ARGUMENT)
     array = np.asarray(array)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise ImageError(f'expected (H, W) or (H, W, 3), got shape {array.shape}')
+        raise ImageError(f'expected (H, W) or (H, W, 3), got shape {array.shape}',
+                         Kind.WRONG_ARRAY)
     _check_size(*array.shape[:2])
     allowed = (np.uint8,) if format == 'jpeg' else (np.uint8, np.uint16)
     if array.dtype not in allowed:
-        raise ImageError(f'{format} cannot hold {array.dtype} pixels')
+        raise ImageError(f'{format} cannot hold {array.dtype} pixels', Kind.WRONG_ARRAY)
     if array.ndim == 3:
         array = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR)
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)] if format == 'jpeg' else []
     ok, encoded = cv2.imencode('.jpg' if format == 'jpeg' else '.png', array, params)
     if not ok:
-        raise ImageError(f'the {format} encoder failed on a {array.shape} {array.dtype} array')
+        raise ImageError(f'the {format} encoder failed on a {array.shape} {array.dtype} array',
+                         Kind.ENCODE_FAILED)
     return encoded.tobytes()

@@ -9,13 +9,21 @@ decoded from whatever the camera sent by :mod:`gfde_perception.image_codec`:
 
 * ``(H, W, 3)`` RGB, or ``(H, W)`` / ``(H, W, 1)`` grey;
 * ``uint8`` (0-255), ``uint16`` (0-65535) or floating point already in [0, 1].
+
+Float pixels follow one rule: every pixel must be finite and in [0, 1]. A float image with any
+NaN or infinite pixel is refused (``ImageErrorKind.NON_FINITE``), one with a finite pixel
+outside [0, 1] (a depth image in metres, 0-255 floats, 3e38) is refused too
+(``ImageErrorKind.OUT_OF_RANGE``): nothing is clipped, so a misconfigured camera shows up in the
+counters instead of being classified as something it is not. The check runs before any
+arithmetic, so no value can overflow.
 """
 
 from dataclasses import asdict, dataclass
+import functools
 from typing import Iterable, Mapping, Sequence
 
 import cv2
-from gfde_perception.errors import ConfigError, ImageError
+from gfde_perception.errors import ConfigError, ImageError, ImageErrorKind
 import numpy as np
 
 CHANNEL_ORDERS = ('rgb', 'bgr', 'gray')
@@ -78,6 +86,19 @@ class PreprocessSpec:
             raise ConfigError(
                 f'resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}')
 
+    @functools.cached_property
+    def _normalization(self) -> dict:
+        std = np.asarray(self.std, np.float32)[:, None, None]  # (C, 1, 1)
+        offset = (np.asarray(self.mean, np.float32)[:, None, None] / std).astype(np.float32)
+        # Float pixels were checked to be in [0, 1] (and made float32): scale 1.
+        scales = ((np.uint8, 1.0 / 255.0), (np.uint16, 1.0 / 65535.0), (np.float32, 1.0))
+        return {np.dtype(t): ((np.float32(scale) / std).astype(np.float32), offset)
+                for t, scale in scales}
+
+    def normalization(self, dtype) -> tuple:
+        """Return ``(gain, offset)``, (C, 1, 1) each: ``x_norm = pixels * gain - offset``."""
+        return self._normalization[np.dtype(dtype)]
+
     @property
     def channels(self) -> int:
         """Return 1 for a 'gray' model and 3 for colour models."""
@@ -103,19 +124,37 @@ class PreprocessSpec:
 
 def _check_image(image) -> np.ndarray:
     if not isinstance(image, np.ndarray):
-        raise ImageError(f'expected a numpy array, got {type(image).__name__}')
+        raise ImageError(f'expected a numpy array, got {type(image).__name__}',
+                         ImageErrorKind.WRONG_ARRAY)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ImageError(f'expected (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}')
+        raise ImageError(f'expected (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}',
+                         ImageErrorKind.WRONG_ARRAY)
     h, w = image.shape[:2]
     if h < 1 or w < 1:
-        raise ImageError(f'empty image of shape {image.shape}')
+        raise ImageError(f'empty image of shape {image.shape}', ImageErrorKind.ZERO_SIZE)
     if h * w > MAX_PIXELS:
-        raise ImageError(f'image of {w}x{h} exceeds the {MAX_PIXELS}-pixel limit')
+        raise ImageError(f'image of {w}x{h} exceeds the {MAX_PIXELS}-pixel limit',
+                         ImageErrorKind.TOO_LARGE)
     if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
-        raise ImageError(f'unsupported pixel type {image.dtype} (use uint8, uint16 or float)')
+        raise ImageError(f'unsupported pixel type {image.dtype} (use uint8, uint16 or float)',
+                         ImageErrorKind.WRONG_ARRAY)
+    if image.dtype.kind == 'f':
+        _check_float_range(image)
     return image
+
+
+def _check_float_range(image: np.ndarray) -> None:
+    """Refuse float pixels that are not finite or not in [0, 1] (see the module docstring)."""
+    # min and max propagate NaN, so two passes over the frame decide both cases.
+    low, high = image.min(), image.max()
+    if 0.0 <= low and high <= 1.0:
+        return
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ImageError('image contains NaN or infinite pixels', ImageErrorKind.NON_FINITE)
+    raise ImageError(f'float pixels must lie in [0, 1], got values in [{low:.6g}, {high:.6g}]',
+                     ImageErrorKind.OUT_OF_RANGE)
 
 
 def _crop_to_aspect(image: np.ndarray, size: tuple) -> np.ndarray:
@@ -137,9 +176,8 @@ def input_pixels(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     :param image: as for :func:`preprocess`.
     :param spec: the bundle's preprocessing.
     :return: (H, W, C) array of ``spec.input_size`` and ``spec.channels``, in the input's dtype
-        (float16/float64 become float32). This is what a robot would send to offload the model
-        input.
-    :raises ImageError: wrong shape or type, empty or oversized image.
+        (float16/float64 become float32). This is what a robot sends to offload the model input.
+    :raises ImageError: as for :func:`preprocess`.
     """
     image = _check_image(image)
     if spec.resize_mode == 'center_crop':
@@ -163,31 +201,25 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) 
     """
     Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
 
-    :param image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1].
+    :param image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1] (float
+        pixels outside [0, 1] or not finite are refused).
     :param spec: the bundle's preprocessing.
     :param out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
     :return: the normalised (C, H, W) input.
-    :raises ImageError: wrong shape or type, empty or oversized image, non-finite pixels.
+    :raises ImageError: wrong shape or type, empty or oversized image, float pixels that are
+        not finite or not in [0, 1].
     """
     image = input_pixels(image, spec)
-    if image.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif image.dtype == np.uint16:
-        scale = 1.0 / 65535.0
-    else:
-        scale = 1.0
-        if not np.isfinite(image).all():
-            raise ImageError('image contains NaN or infinite pixels')
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
     if out is None:
         out = np.empty(spec.input_shape, np.float32)
     elif out.shape != spec.input_shape or out.dtype != np.float32:
-        raise ImageError(f'out must be float32 {spec.input_shape}, got {out.dtype} {out.shape}')
-    # x_norm = (x * scale - mean) / std, written channel-first into `out`.
-    hwc = image.astype(np.float32, copy=False)
-    np.multiply(hwc.transpose(2, 0, 1), (scale / std)[:, None, None], out=out)
-    out -= (mean / std)[:, None, None]
+        raise ImageError(f'out must be float32 {spec.input_shape}, got {out.dtype} {out.shape}',
+                         ImageErrorKind.WRONG_ARRAY)
+    # x_norm = (x * scale - mean) / std = x * (scale / std) - mean / std, written channel-first
+    # into `out`; the ufunc casts the integer pixels on the fly (no float copy of the image).
+    gain, offset = spec.normalization(image.dtype)
+    np.multiply(image.transpose(2, 0, 1), gain, out=out)
+    out -= offset
     return out
 
 

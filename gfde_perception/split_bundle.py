@@ -13,7 +13,8 @@ exit). Each side builds only its parts (:meth:`SplitBundle.build_robot`,
 :meth:`SplitBundle.build_server`).
 
 Once the generic bundle holds any registered family, a split bundle is a plain bundle whose
-config is a SplitConfig and :func:`read_bundle_file` folds into ``bundle.py``.
+config is a SplitConfig (this needs the registry to hold a family whose config nests other
+families' configs).
 """
 
 from dataclasses import dataclass, field
@@ -22,13 +23,9 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from gfde_perception.bundle import (
-    compute_checksum, FORMAT_VERSION, KEY_CHECKSUM, KEY_FORMAT, KEY_MANIFEST, MANIFEST_KEYS,
-    SUPPORTED_VERSIONS, write_bundle_file)
-from gfde_perception.errors import (
-    BundleChecksumError, BundleCorruptError, BundleManifestError, BundleMismatchError,
-    BundleNotFoundError, BundleVersionError, ConfigError)
+    check_weights, FORMAT_VERSION, MANIFEST_KEYS, read_bundle_file, write_bundle_file)
+from gfde_perception.errors import BundleManifestError, BundleMismatchError, ConfigError
 from gfde_perception.gating import GateConfig
-from gfde_perception.models.registry import state_dict_problems
 from gfde_perception.models.split import (
     FAMILY, probe_features, ROBOT_PARTS, server_parts, SplitConfig, SplitModel)
 from gfde_perception.preprocessing import PreprocessSpec
@@ -137,7 +134,7 @@ class SplitBundle:
         """Instantiate ``parts`` (default all) with these weights (strict), in eval mode."""
         model = SplitModel(self.config, parts)
         subset = _subset(self.state_dict, model.parts)
-        _compare(model.state_dict(), subset)
+        check_weights(model, subset)
         model.load_state_dict(subset, strict=True)  # copy_ casts float16 parts back
         return model.eval()
 
@@ -159,64 +156,24 @@ def _subset(state_dict: Mapping, parts) -> dict:
     return {k: v for k, v in state_dict.items() if k.split('.', 1)[0] in parts}
 
 
-def _compare(expected: Mapping, state_dict: Mapping) -> None:
-    problems = state_dict_problems({k: tuple(v.shape) for k, v in expected.items()},
-                                   state_dict)
-    wrong = [k for k, v in expected.items() if k in state_dict
-             and v.is_floating_point() != state_dict[k].is_floating_point()]
-    if wrong:
-        problems.append(f'{len(wrong)} of the wrong dtype kind (first: {wrong[:5]})')
-    if problems:
-        raise BundleMismatchError('weights do not fit the architecture: ' + '; '.join(problems))
-
-
 def save_split_bundle(bundle: SplitBundle, path) -> Path:
     """Write ``bundle`` to ``path``; returns the path."""
     if not isinstance(bundle, SplitBundle):
         raise BundleManifestError(f'expected a SplitBundle, got {type(bundle).__name__}')
-    with torch.device('meta'):
-        expected = SplitModel(bundle.config).state_dict()
-    _compare(expected, bundle.state_dict)
+    _check_against_config(bundle.config, bundle.state_dict)
     write_bundle_file(path, bundle.manifest(), bundle.state_dict, FORMAT_VERSION)
     return Path(path)
 
 
-def read_bundle_file(path) -> tuple:
-    """
-    Read a bundle container and verify its format version and checksum.
-
-    :return: ``(manifest text, tensors, stored checksum)``.
-    :raises BundleNotFoundError, BundleCorruptError, BundleVersionError, BundleChecksumError,
-        BundleManifestError: as :func:`gfde_perception.bundle.load_bundle`.
-    """
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file():
-        raise BundleNotFoundError(f'no bundle at {path}')
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # noqa: B902 - safetensors raises its own untyped errors.
-        raise BundleCorruptError(f'{path} is not a readable safetensors file: {exc}') from None
-    if KEY_FORMAT not in meta:
-        raise BundleCorruptError(f'{path} is not a gfde bundle (no {KEY_FORMAT!r})')
-    version = meta[KEY_FORMAT]
-    if not version.isdigit() or int(version) not in SUPPORTED_VERSIONS:
-        raise BundleVersionError(f'{path}: format version {version!r} is not supported; this '
-                                 f'code reads {list(SUPPORTED_VERSIONS)}')
-    if KEY_MANIFEST not in meta:
-        raise BundleManifestError(f'{path}: no {KEY_MANIFEST!r} in the metadata')
-    stored = meta.get(KEY_CHECKSUM)
-    if not stored or compute_checksum(version, meta[KEY_MANIFEST], tensors) != stored:
-        raise BundleChecksumError(f'{path}: checksum absent or wrong: the file was modified '
-                                  f'or damaged')
-    return meta[KEY_MANIFEST], tensors, stored
+def _check_against_config(config: SplitConfig, state_dict: Mapping) -> None:
+    with torch.device('meta'):  # no weights allocated for the check
+        model = SplitModel(config)
+    check_weights(model, state_dict)
 
 
 def load_split_bundle(path) -> SplitBundle:
     """Read and validate a split bundle; raises the named :class:`BundleError` subclasses."""
-    text, tensors, checksum = read_bundle_file(path)
+    _version, text, tensors, checksum = read_bundle_file(path)
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -234,8 +191,6 @@ def load_split_bundle(path) -> SplitBundle:
         gate = GateConfig.from_dict(data['gate'])
     except (ConfigError, TypeError) as exc:
         raise BundleManifestError(f'{path}: {exc}') from None
-    with torch.device('meta'):
-        expected = SplitModel(config).state_dict()
-    _compare(expected, tensors)
+    _check_against_config(config, tensors)
     return SplitBundle(data['name'], config, spec, tuple(data['labels']), gate, tensors,
                        data['provenance'], data['metrics'], checksum)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from gfde_perception.errors import ConfigError
+from gfde_perception.errors import ConfigError, ImageError
 
 PERCENTILES = (50, 90, 99)
 # Samples kept per series; at 1 kHz this still covers a 4 s window (older ones fall out anyway).
@@ -34,31 +34,10 @@ DROP_PUBLISH_FAILED = 'publish_failed'
 DROP_REASONS = (DROP_SUPERSEDED, DROP_BAD_INPUT, DROP_INFERENCE_ERROR, DROP_NON_FINITE,
                 DROP_PUBLISH_FAILED)
 
-# Bad-input kinds recognised from ImageError messages (first match wins), for diagnostics.
-_BAD_INPUT_KINDS = (
-    ('unknown encoding', 'unknown_encoding'),
-    ('unsupported compressed format', 'unknown_encoding'),
-    ('truncated', 'truncated'),
-    ('step', 'wrong_step'),
-    ('zero-size', 'zero_size'),
-    ('empty', 'zero_size'),
-    ('pixel limit', 'too_large'),
-    ('even width', 'wrong_size'),
-    ('corrupt', 'corrupt_compressed'),
-    ('signature', 'corrupt_compressed'),
-    ('format says', 'corrupt_compressed'),
-    ('nan', 'non_finite'),
-    ('infinite', 'non_finite'),
-)
 
-
-def bad_input_kind(message: str) -> str:
-    """Return a short, stable name for the kind of bad input an ImageError message describes."""
-    text = message.lower()
-    for needle, kind in _BAD_INPUT_KINDS:
-        if needle in text:
-            return kind
-    return 'other'
+def bad_input_kind(error: ImageError) -> str:
+    """Return the stable counter name of the bad input an ImageError reports (its kind)."""
+    return error.kind.value
 
 
 def percentiles(values, qs=PERCENTILES) -> Tuple[float, ...]:

@@ -12,15 +12,16 @@ px) from its third stage on, so its features are (B, C, H, W) maps while the hea
 from pathlib import Path
 
 from gfde_perception.gating import GateConfig
-from gfde_perception.models.efficientnet_segments import (
-    EfficientNetLite0Config, SegmentedEfficientNet)
+from gfde_perception.models.efficientnet_segments import staged
+from gfde_perception.models.registry import build_from_config
 from gfde_perception.models.split import (
-    BottleneckConfig, ModelSpec, probe_features, SplitConfig, SplitModel)
+    BottleneckConfig, probe_features, SplitConfig, SplitModel)
+from gfde_perception.models.teachers import EfficientNetLite0Config
 from gfde_perception.split_bundle import load_split_bundle, save_split_bundle, SplitBundle
 from runtime_fixtures import make_tiny_bundle
 import torch
 
-TEACHER = EfficientNetLite0Config(num_classes=4, in_chans=3, image_size=32)
+TEACHER = EfficientNetLite0Config(img_size=32, in_chans=3, num_classes=4)
 
 
 def tiny_split_config(student, tail: str = 'student', split: int = 1,
@@ -33,10 +34,10 @@ def tiny_split_config(student, tail: str = 'student', split: int = 1,
     head_features = probe_features(model, input_shape, split)
     tail_features, teacher = None, None
     if tail == 'teacher':
-        tail_features = probe_features(SegmentedEfficientNet(TEACHER), (3, 32, 32),
+        tail_features = probe_features(staged(build_from_config(TEACHER)), (3, 32, 32),
                                        teacher_split)
-        teacher = ModelSpec('efficientnet-lite0', TEACHER)
-    return SplitConfig(ModelSpec('gfde', student.config), split, input_shape, head_features,
+        teacher = TEACHER
+    return SplitConfig(student.config, split, input_shape, head_features,
                        tail, tail_features, bottleneck, teacher,
                        teacher_split if tail == 'teacher' else 0)
 

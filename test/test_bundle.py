@@ -73,7 +73,7 @@ def test_file_is_plain_safetensors_without_pickle(saved):
     # safetensors layout: 8-byte little-endian header length, then a JSON header (a pickle
     # would start with the protocol opcode 0x80 instead).
     header_len = int.from_bytes(data[:8], 'little')
-    assert json.loads(data[8:8 + header_len])['__metadata__']['gfde.format'] == '1'
+    assert json.loads(data[8:8 + header_len])['__metadata__']['gfde.format'] == str(FORMAT_VERSION)
 
 
 def test_default_bundle_path():
@@ -211,7 +211,7 @@ def test_invalid_manifest(bundle, tmp_path, case, make, message):
     (lambda sd: sd.__setitem__('backbone.head.weight', torch.zeros(10, 47)),
      r'wrong shape .*backbone.head.weight: \(10, 47\) instead of \(10, 48\)'),
     (lambda sd: sd.__setitem__('backbone.head.bias', torch.zeros(10, dtype=torch.int32)),
-     'not floating point'),
+     'wrong kind of number'),
 ])
 def test_weights_do_not_fit(bundle, tmp_path, edit, message):
     tensors = dict(bundle.state_dict)
@@ -243,3 +243,112 @@ def test_all_errors_are_bundle_errors():
     for cls in (BundleNotFoundError, BundleCorruptError, BundleVersionError, BundleChecksumError,
                 BundleManifestError, BundleMismatchError):
         assert issubclass(cls, BundleError)
+
+
+def _trained_stats(model):
+    """Give every BatchNorm non-trivial statistics, as training would."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, model.config.in_chans, model.config.img_size,
+                              model.config.img_size) * 1.5 + 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize('name, overrides', [
+    ('gfnet-c-28', {'depths': (2,), 'exit_blocks': (1,)}),
+    ('cnn-28', {}),
+    ('mobilenetv2-28', {}),
+])
+def test_every_family_round_trips(tmp_path, name, overrides):
+    torch.manual_seed(1)
+    model = _trained_stats(build_model(name, **overrides))
+    spec = PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,))
+    gate = GateConfig('max_softmax', (0.9,) * (model.num_exits - 1))
+    save_bundle(Bundle.from_model(model, name, spec, LABELS, gate), tmp_path / 'm.gfde')
+    loaded = load_bundle(tmp_path / 'm.gfde')
+    assert loaded.config == model.config
+    assert json.loads(json.dumps(loaded.manifest()))['model']['family'] == model.config.family
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x).logits
+        torch.testing.assert_close(loaded.build_model()(x).logits, expected, rtol=0, atol=0)
+        # The deployable form (norms folded into the filters for GFNet-C) gives the same logits.
+        torch.testing.assert_close(loaded.build_model(deployable=True)(x).logits, expected,
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_float16_weights_load_into_the_float32_model(tmp_path, model, bundle):
+    half = {k: v.half() if v.is_floating_point() else v for k, v in bundle.state_dict.items()}
+    _rewrite(tmp_path / 'h.gfde', bundle, tensors=half)
+    rebuilt = load_bundle(tmp_path / 'h.gfde').build_model()
+    assert next(rebuilt.parameters()).dtype == torch.float32
+    x = torch.randn(2, 1, 28, 28)
+    assert (rebuilt(x).logits - model(x).logits).abs().max() < 0.05
+
+
+@pytest.mark.parametrize('field, value', [
+    ('depth', 10 ** 7), ('embed_dim', 10 ** 9), ('img_size', 10 ** 6), ('in_chans', 10 ** 5)])
+def test_crafted_manifest_is_refused_before_anything_is_built(bundle, tmp_path, field, value):
+    # A manifest with a valid checksum that declares an absurd architecture: refused from the
+    # config's bounds alone, long before the (bounded, meta-device) shape check builds anything.
+    manifest = bundle.manifest()
+    manifest['model']['backbone'][field] = value
+    path = _rewrite(tmp_path / 'crafted.gfde', bundle, manifest)
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(BundleManifestError, match=field):
+        load_bundle(path)
+    # Behaviour, not speed: refused by validation, so no model of that size was ever built.
+    assert time.perf_counter() - t0 < 30
+
+
+def test_crafted_gfnet_c_manifest_is_refused(tmp_path):
+    model = build_model('gfnet-c-28', depths=(2,), exit_blocks=(1,)).eval()
+    spec = PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,))
+    b = Bundle.from_model(model, 'c', spec, LABELS, GateConfig('max_softmax', (0.9,)))
+    for field, value in (('depths', [10 ** 7]), ('embed_dims', [10 ** 8]),
+                         ('stem_channels', [8] * 50)):
+        manifest = b.manifest()
+        manifest['model']['backbone'][field] = value
+        path = _rewrite(tmp_path / f'{field}.gfde', b, manifest)
+        with pytest.raises(BundleManifestError, match='stem_channels|embed_dims|depths'):
+            load_bundle(path)
+
+
+def test_unknown_family_and_format_2_without_family(bundle, tmp_path):
+    manifest = bundle.manifest()
+    manifest['model']['family'] = 'resnet-9000'
+    with pytest.raises(BundleManifestError, match='unknown model family'):
+        load_bundle(_rewrite(tmp_path / 'f.gfde', bundle, manifest))
+    manifest = bundle.manifest()
+    del manifest['model']['family']
+    with pytest.raises(BundleManifestError, match='family'):
+        load_bundle(_rewrite(tmp_path / 'g.gfde', bundle, manifest))
+
+
+def test_format_1_bundles_still_load(bundle, tmp_path):
+    # Format 1 had no family: every model was a GFDE.
+    manifest = bundle.manifest()
+    del manifest['model']['family']
+    loaded = load_bundle(_rewrite(tmp_path / 'v1.gfde', bundle, manifest, version=1))
+    assert loaded.config == bundle.config
+
+
+def test_oversized_file_is_refused_unread(saved, monkeypatch):
+    import gfde_perception.bundle as bundle_module
+    monkeypatch.setattr(bundle_module, 'MAX_BUNDLE_BYTES', saved.stat().st_size - 1)
+    with pytest.raises(BundleCorruptError, match='over the'):
+        load_bundle(saved)
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_saved_bundle_mode_follows_the_umask(bundle, tmp_path, umask):
+    # Like every other output: 0644 under the usual umask, not owner-only as mkstemp creates.
+    import os
+    old = os.umask(umask)
+    try:
+        save_bundle(bundle, tmp_path / 'mode.gfde')
+    finally:
+        os.umask(old)
+    assert (tmp_path / 'mode.gfde').stat().st_mode & 0o777 == 0o644 & ~umask

@@ -29,7 +29,8 @@ def setup(tmp_path_factory):
 
     from gfde_perception.preprocessing import PreprocessSpec
     from gfde_perception.training.data import load_fashion_mnist
-    from gfde_perception.training.teacher import save_teacher
+    from gfde_perception.bundle import Bundle, save_bundle
+    from gfde_perception.models import build_model
 
     root = tmp_path_factory.mktemp('eval')
     bundle = make_tiny_bundle(root, gray=True, num_classes=10, img_size=16)
@@ -44,16 +45,14 @@ def setup(tmp_path_factory):
     paths['unlabelled'] = root / 'bag_unlabelled'
     make_bag(paths['unlabelled'], images, None, bundle.labels,
              MakeBagConfig(label_type='none', label_topic='', encoding='jpeg'))
-    build = {'registry': 'gfnet-edge-32',
-             'overrides': {'img_size': 16, 'patch_size': 4, 'in_chans': 1, 'num_classes': 10,
-                           'embed_dim': 16, 'depth': 2}}
-    from gfde_perception.training.teacher import rebuild_teacher
+    # The teacher is an ordinary bundle without early exits, like every teacher gfde-train saves.
     torch.manual_seed(1)
-    teacher = rebuild_teacher(build).eval()
+    teacher = build_model('gfnet-edge-32', img_size=16, patch_size=4, in_chans=1, num_classes=10,
+                          embed_dim=16, depth=2, exit_blocks=()).eval()
     spec = PreprocessSpec(input_size=(16, 16), channel_order='gray', mean=(0.5,), std=(0.25,))
-    save_teacher(teacher, root / 'teacher.safetensors', build, spec, bundle.labels, {},
-                 half=False)
-    return {'root': root, 'bundle': root / 'tiny.gfde', 'teacher': root / 'teacher.safetensors',
+    save_bundle(Bundle.from_model(teacher, 'tiny-teacher', spec, bundle.labels),
+                root / 'teacher.gfde')
+    return {'root': root, 'bundle': root / 'tiny.gfde', 'teacher': root / 'teacher.gfde',
             'labels': labels, 'bags': paths}
 
 
@@ -180,3 +179,37 @@ def test_cli_errors_are_clear(setup, tmp_path, capsys):
                  f'gfde=bundle:{setup["bundle"]}', '--label-topic', '/camera/label',
                  '--reference', 'nobody', '--no-plots', '--quiet']) == 2
     assert "'nobody' is not in this run" in capsys.readouterr().err
+
+
+class _Recorder:
+    """A configuration that only records which frame it was asked about, and when."""
+
+    def __init__(self, name, log):
+        from types import SimpleNamespace
+
+        from gfde_perception.evaluation.configurations import Prediction
+        self.spec = SimpleNamespace(name=name)
+        self._log = log
+        self._prediction = Prediction(class_id=0, score=1.0)
+
+    def predict(self, image):
+        self._log.append((self.spec.name, int(image[0, 0])))
+        return self._prediction
+
+    def describe(self):
+        return {'name': self.spec.name}
+
+
+def test_rotating_blocks_time_every_frame_once_per_configuration_in_blocks():
+    from gfde_perception.evaluation.offline import run_offline
+
+    frames = [(np.full((2, 2), i, np.uint8), None, i) for i in range(7)]
+    log = []
+    confs = [_Recorder(n, log) for n in ('a', 'b', 'c')]
+    run = run_offline(frames, confs, warmup=0, order='rotating-blocks', block=3, progress=False)
+    assert [len(r.latency_ms) for r in run.configurations] == [7, 7, 7]
+    for name in 'abc':
+        assert [i for n, i in log if n == name] == list(range(7))
+    # Blocks of 3 frames per configuration; the order of configurations rotates per block.
+    runs = [log[i][0] for i in range(0, 21) if i == 0 or log[i][0] != log[i - 1][0]]
+    assert runs == ['a', 'b', 'c', 'b', 'c', 'a', 'c', 'a', 'b']

@@ -4,16 +4,18 @@
 Unit tier: gfde_perception.image_codec decodes every encoding from bytes, with no ROS.
 
 Expected values come from buffers written byte by byte here (independently of the encoder), and
-round trips through ``array_to_raw``/``array_to_compressed`` cover padding and byte order.
+round trips through ``array_to_raw``/``array_to_compressed`` cover padding and byte order. Every
+refusal is checked by its kind (``ImageErrorKind``), the name the node counts it under.
 """
 
 import struct
+import tracemalloc
 import zlib
 
 from gfde_perception import image_codec
-from gfde_perception.errors import ImageError
+from gfde_perception.errors import ImageError, ImageErrorKind as Kind
 from gfde_perception.image_codec import (array_to_compressed, array_to_raw, compressed_to_array,
-                                         raw_to_array)
+                                         DEFAULT_MAX_DECODE_BYTES, raw_to_array)
 import numpy as np
 import pytest
 
@@ -118,19 +120,22 @@ def test_yuv422_round_trip_of_a_smooth_image(encoding):
     assert np.abs(out.astype(int) - image.astype(int)).max() <= 4
 
 
-@pytest.mark.parametrize('args,reason', [
-    (('bayer_rggb8', 2, 2, 2, False, bytes(4)), 'unknown encoding'),
-    (('rgb8', 0, 4, 12, False, b''), 'zero-size'),
-    (('rgb8', 4, 0, 0, False, b''), 'zero-size'),
-    (('rgb8', 2, 4, 11, False, bytes(24)), 'step 11 is shorter'),
-    (('rgb8', 2, 4, 12, False, bytes(23)), 'truncated'),
-    (('mono16', 3, 3, 6, True, bytes(17)), 'truncated'),
-    (('yuv422', 2, 3, 6, False, bytes(12)), 'even width'),
-    (('rgb8', 100_000, 100_000, 300_000, False, b''), 'pixel limit'),
+@pytest.mark.parametrize('args,reason,kind', [
+    (('bayer_rggb8', 2, 2, 2, False, bytes(4)), 'unknown encoding', Kind.UNKNOWN_ENCODING),
+    (('rgb8', 0, 4, 12, False, b''), 'zero-size', Kind.ZERO_SIZE),
+    (('rgb8', 4, 0, 0, False, b''), 'zero-size', Kind.ZERO_SIZE),
+    (('rgb8', 2, 4, 11, False, bytes(24)), 'step 11 is shorter', Kind.WRONG_STEP),
+    # The message names the step too: the kind, not the text, says what is wrong.
+    (('rgb8', 2, 4, 12, False, bytes(23)), 'truncated', Kind.TRUNCATED),
+    (('mono16', 3, 3, 6, True, bytes(17)), 'truncated', Kind.TRUNCATED),
+    (('yuv422', 2, 3, 6, False, bytes(12)), 'even width', Kind.WRONG_SIZE),
+    (('rgb8', 100_000, 100_000, 300_000, False, b''), 'pixel limit', Kind.TOO_LARGE),
+    (('rgb8', 2, 2, 6, False, 12), 'not a byte buffer', Kind.WRONG_ARRAY),
 ])
-def test_bad_raw_images_raise_image_error_with_the_reason(args, reason):
-    with pytest.raises(ImageError, match=reason):
+def test_bad_raw_images_raise_image_error_with_the_reason(args, reason, kind):
+    with pytest.raises(ImageError, match=reason) as caught:
         raw_to_array(*args)
+    assert caught.value.kind is kind
 
 
 def test_every_listed_encoding_decodes():
@@ -164,51 +169,169 @@ def test_compressed_depth_header_is_skipped():
     np.testing.assert_array_equal(out, GREY16)
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _png_chunk(tag, body):
+    return struct.pack('>I', len(body)) + tag + body + struct.pack('>I', zlib.crc32(tag + body))
+
+
 def _png_with_size(width, height):
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack('>I', len(ihdr)) + b'IHDR' + ihdr
-    chunk += struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-    return b'\x89PNG\r\n\x1a\n' + chunk
+    return _PNG_SIGNATURE + _png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0,
+                                                            0, 0))
 
 
-@pytest.mark.parametrize('fmt,data,reason', [
-    ('jpeg', b'', 'empty'),
-    ('tiff', b'II*\x00', 'unsupported compressed format'),
-    ('jpeg', b'not an image at all', 'no JPEG or PNG signature'),
-    ('png', b'\xff\xd8\xff\xe0' + bytes(40), 'format says png but the data is jpeg'),
-    ('jpeg', b'\xff\xd8\xff\xe0\x00\x10JFIF' + bytes(30), 'corrupt'),
-    ('png', _png_with_size(200_000, 200_000), 'pixel limit'),
-    ('png', _png_with_size(0, 10), 'zero-size'),
+@pytest.mark.parametrize('fmt,data,reason,kind', [
+    ('jpeg', b'', 'empty', Kind.ZERO_SIZE),
+    ('tiff', b'II*\x00', 'unsupported compressed format', Kind.UNKNOWN_ENCODING),
+    ('jpeg', b'not an image at all', 'no JPEG or PNG signature', Kind.CORRUPT_COMPRESSED),
+    ('png', b'\xff\xd8\xff\xe0' + bytes(40), 'format says png but the data is jpeg',
+     Kind.CORRUPT_COMPRESSED),
+    ('jpeg', b'\xff\xd8\xff\xe0\x00\x10JFIF' + bytes(30), 'corrupt', Kind.CORRUPT_COMPRESSED),
+    ('png', _png_with_size(200_000, 200_000), 'pixel limit', Kind.TOO_LARGE),
+    ('png', _png_with_size(0, 10), 'zero-size', Kind.ZERO_SIZE),
 ])
-def test_bad_compressed_images_raise_image_error(fmt, data, reason):
-    with pytest.raises(ImageError, match=reason):
+def test_bad_compressed_images_raise_image_error(fmt, data, reason, kind):
+    with pytest.raises(ImageError, match=reason) as caught:
         compressed_to_array(fmt, data)
+    assert caught.value.kind is kind
 
 
-def test_truncated_or_damaged_jpeg_never_raises_anything_but_image_error():
-    good = array_to_compressed(RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8), 'jpeg')
-    damaged = [good[:len(good) // 2], good[:40], good[:2] + bytes(len(good) - 2)]
+def _camera_like(height, width, seed):
+    """Return smooth gradients plus sensor noise: compresses like a photo, not like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], -1)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('fmt,height,width,trials', [('jpeg', 480, 640, 20),
+                                                     ('png', 120, 160, 10)])
+def test_random_bytes_in_the_middle_are_refused_as_corrupt_not_decoded(capfd, fmt, height,
+                                                                       width, trials):
+    # Issue 11, item 5: 400 random bytes in the middle of a 640x480 JPEG. libjpeg recovers such
+    # a stream with only a warning on stderr; the codec must refuse it, and say so itself.
+    good = array_to_compressed(_camera_like(height, width, 0), fmt)
+    assert compressed_to_array(fmt, good).shape == (height, width, 3)
+    rng = np.random.default_rng(11)
+    for trial in range(trials):
+        damaged = bytearray(good)
+        at = int(rng.integers(len(good) // 4, 3 * len(good) // 4))
+        damaged[at:at + 400] = rng.integers(0, 256, 400, dtype=np.uint8).tobytes()
+        with pytest.raises(ImageError) as caught:
+            compressed_to_array(fmt, bytes(damaged))
+        assert caught.value.kind is Kind.CORRUPT_COMPRESSED, trial
+    assert 'Corrupt JPEG' not in capfd.readouterr().err, 'the warning went to stderr instead'
+
+
+def test_truncated_or_damaged_jpeg_is_refused_as_corrupt():
+    good = array_to_compressed(_camera_like(48, 64, 1), 'jpeg')
+    damaged = [good[:len(good) // 2], good[:40], good[:2] + bytes(len(good) - 2),
+               good[:-2]]  # no end-of-image marker
     flipped = bytearray(good)
     flipped[len(good) // 3: len(good) // 3 + 50] = bytes(50)
     damaged.append(bytes(flipped))
-    for data in damaged:
-        try:
-            out = compressed_to_array('jpeg', data)
-        except ImageError:
-            continue
-        # libjpeg may recover a damaged stream; then the shape must still be right.
-        assert out.shape == (48, 64, 3)
+    for i, data in enumerate(damaged):
+        with pytest.raises(ImageError) as caught:
+            compressed_to_array('jpeg', data)
+        assert caught.value.kind is Kind.CORRUPT_COMPRESSED, i
 
 
-@pytest.mark.parametrize('kwargs,reason', [
-    ({'array': RGB, 'format': 'bmp'}, 'unsupported'),
-    ({'array': RGB, 'format': 'jpeg', 'quality': 0}, 'quality'),
-    ({'array': GREY16, 'format': 'jpeg'}, 'cannot hold'),
-    ({'array': np.zeros((0, 3, 3), np.uint8), 'format': 'png'}, 'zero-size'),
+def test_grey_jpeg_decodes_to_a_2d_array():
+    grey = _camera_like(30, 40, 3)[..., 0].copy()
+    out = compressed_to_array('jpeg', array_to_compressed(grey, 'jpeg', quality=100))
+    assert out.shape == (30, 40) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - grey.astype(int)).mean() < 3
+
+
+def _png_bomb(width, height):
+    """Return a valid 16-bit RGB PNG of black pixels: a few hundred KB decoding to w*h*6 B."""
+    row = bytes(1 + width * 6)  # filter byte + one row of zeros
+    packer = zlib.compressobj(9)
+    idat = b''.join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack('>IIBBBBB', width, height, 16, 2, 0, 0, 0)
+    return (_PNG_SIGNATURE + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', idat)
+            + _png_chunk(b'IEND', b''))
+
+
+def test_png_bomb_is_refused_from_its_header_without_decoding():
+    # Issue 11, item 4: a ~391 KB PNG of 8192x8192 RGB 16 bit (under the pixel cap) decodes to
+    # 402 MB. The budget is checked from IHDR: the decoder never runs, nothing is allocated.
+    bomb = _png_bomb(8192, 8192)
+    assert len(bomb) < 500_000 and 8192 * 8192 * 6 > DEFAULT_MAX_DECODE_BYTES
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match='decode budget') as caught:
+            compressed_to_array('png', bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.kind is Kind.DECODE_BUDGET
+    assert peak < 1_000_000, f'{peak} B allocated while refusing a header'
+
+
+def _jpeg_header_only(width, height, components=3):
+    """Return SOI + a baseline start-of-frame announcing the size, and no scan at all."""
+    sof = struct.pack('>BHHB', 8, height, width, components)
+    sof += b''.join(bytes([k + 1, 0x11, 0]) for k in range(components))
+    return b'\xff\xd8\xff\xc0' + struct.pack('>H', len(sof) + 2) + sof + b'\xff\xd9'
+
+
+def test_jpeg_and_raw_headers_over_the_budget_are_refused_before_the_data_is_read():
+    # 7000x7000 RGB is under the pixel cap but 147 MB decoded. The JPEG has no scan and the raw
+    # message no pixels: a decoder that ran would report them corrupt and truncated instead.
+    with pytest.raises(ImageError) as caught:
+        compressed_to_array('jpeg', _jpeg_header_only(7000, 7000))
+    assert caught.value.kind is Kind.DECODE_BUDGET
+    with pytest.raises(ImageError) as caught:
+        raw_to_array('rgb8', 7000, 7000, 21000, False, bytes(16))
+    assert caught.value.kind is Kind.DECODE_BUDGET
+
+
+def _encoded_cases():
+    rgb = _camera_like(24, 32, 4)
+    grey16 = (rgb[..., 0].astype(np.uint16) * 257)
+    return [
+        ('jpeg', array_to_compressed(rgb, 'jpeg'), 24 * 32 * 3),
+        ('jpeg', array_to_compressed(rgb[..., 1].copy(), 'jpeg'), 24 * 32),
+        ('png', array_to_compressed(rgb, 'png'), 24 * 32 * 3),
+        ('png', array_to_compressed(grey16, 'png'), 24 * 32 * 2),
+    ]
+
+
+@pytest.mark.parametrize('fmt,data,size', _encoded_cases())
+def test_compressed_budget_counts_width_height_channels_and_bytes_per_channel(fmt, data, size):
+    assert compressed_to_array(fmt, data, max_bytes=size).shape[:2] == (24, 32)
+    with pytest.raises(ImageError) as caught:
+        compressed_to_array(fmt, data, max_bytes=size - 1)
+    assert caught.value.kind is Kind.DECODE_BUDGET
+
+
+@pytest.mark.parametrize('encoding,bytes_per_pixel', [
+    ('rgb8', 3), ('bgra8', 4), ('mono8', 1), ('mono16', 2), ('32FC1', 4), ('yuv422', 2)])
+def test_raw_budget_counts_the_bytes_of_the_encoding(encoding, bytes_per_pixel):
+    array = RGB if encoding in ('rgb8', 'bgra8', 'yuv422') else (
+        GREY16 if encoding == 'mono16' else RGB[..., 0].copy())
+    if encoding == '32FC1':
+        array = GREY16.astype(np.float32) / 65535.0
+    step, data, big = array_to_raw(array, encoding)
+    size = 5 * 6 * bytes_per_pixel
+    assert raw_to_array(encoding, 5, 6, step, big, data, max_bytes=size).shape[:2] == (5, 6)
+    with pytest.raises(ImageError) as caught:
+        raw_to_array(encoding, 5, 6, step, big, data, max_bytes=size - 1)
+    assert caught.value.kind is Kind.DECODE_BUDGET
+
+
+@pytest.mark.parametrize('kwargs,reason,kind', [
+    ({'array': RGB, 'format': 'bmp'}, 'unsupported', Kind.UNKNOWN_ENCODING),
+    ({'array': RGB, 'format': 'jpeg', 'quality': 0}, 'quality', Kind.WRONG_ARGUMENT),
+    ({'array': GREY16, 'format': 'jpeg'}, 'cannot hold', Kind.WRONG_ARRAY),
+    ({'array': np.zeros((0, 3, 3), np.uint8), 'format': 'png'}, 'zero-size', Kind.ZERO_SIZE),
 ])
-def test_bad_encoder_arguments(kwargs, reason):
-    with pytest.raises(ImageError, match=reason):
+def test_bad_encoder_arguments(kwargs, reason, kind):
+    with pytest.raises(ImageError, match=reason) as caught:
         array_to_compressed(**kwargs)
+    assert caught.value.kind is kind
 
 
 def test_array_to_raw_refuses_wrong_types():

@@ -193,7 +193,7 @@ def test_onnx_segments_and_heads_chain(small_model, tmp_path):
             example_tokens, example_pooled = segment(example)
         head_path = export_onnx(head, tmp_path / f'head_{k}.onnx', example_pooled)
         seg = _ort(seg_path)
-        assert [o.name for o in seg.get_outputs()] == ['tokens', 'pooled']
+        assert [o.name for o in seg.get_outputs()] == ['features', 'pooled']
         tokens, pooled = seg.run(None, {'input': np.ascontiguousarray(feed)})
         logits, = _ort(head_path).run(None, {'input': pooled})
         np.testing.assert_allclose(logits, expected[k].numpy(), rtol=0, atol=TOL)

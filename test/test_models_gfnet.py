@@ -183,7 +183,7 @@ def test_views_follow_module_changes():
     model.train()
     assert all(m.training for m in model.segments.modules())
     model.to(torch.float64)
-    assert model.segments[0].pos_embed.dtype == torch.float64
+    assert model.segments[0].embed.pos_embed.dtype == torch.float64
     out = model(torch.randn(1, 1, 28, 28, dtype=torch.float64))
     assert out.logits.dtype == torch.float64
 

@@ -199,6 +199,12 @@ def bad_inputs():
         ('image/compressed', CompressedImage(format='tiff', data=b'II*\x00' + bytes(8))),
         ('image/compressed', CompressedImage(format='jpeg',
                                              data=truncated_jpeg[:len(truncated_jpeg) // 4])),
+        # Float pixels outside [0, 1]: 3e38 overflowed into an inference_error, 255 was
+        # classified (issue 11, item 6).
+        ('image', image_msg(np.full((8, 8), 3e38, np.float32), '32FC1', '')),
+        ('image', image_msg(np.full((8, 8), 255.0, np.float32), '32FC1', '')),
+        # A header announcing 7000x7000 rgb8 (147 MB, under the pixel cap): over the budget.
+        ('image', Image(height=7000, width=7000, encoding='rgb8', step=21000, data=bytes(10))),
     ]
 
 
@@ -206,22 +212,41 @@ def test_bad_input_is_skipped_counted_and_the_next_good_frame_processed(probe):
     node = probe.node
     for i, (topic, msg) in enumerate(bad_inputs()):
         msg.header.frame_id = f'bad-{i}'
-        before = node.stats.snapshot().received
+        before = node.stats.snapshot().dropped['bad_input']
         probe.pubs[topic].publish(msg)
-        # Wait until the node has seen it (received counts every frame that reached it).
-        assert probe.wait_for(lambda: node.stats.snapshot().received > before, 10.0)
+        # Wait until the node has refused it (before the next frame could supersede it).
+        assert probe.wait_for(lambda: node.stats.snapshot().dropped['bad_input'] > before,
+                              10.0), f'bad input {i} was not counted as bad input'
         good = image_msg(colour(), 'rgb8', f'good-after-{i}')
         assert probe.classify('image', good) is not None, f'node stuck after bad input {i}'
     snap = node.stats.snapshot()
     bad_kinds = snap.bad_input
     for kind in ('wrong_step', 'truncated', 'unknown_encoding', 'zero_size', 'too_large',
-                 'non_finite', 'corrupt_compressed'):
+                 'non_finite', 'corrupt_compressed', 'out_of_range', 'decode_budget'):
         assert bad_kinds.get(kind, 0) >= 1, f'{kind} not counted: {bad_kinds}'
-    # Every bad frame was either refused (counted) or, for a JPEG libjpeg could partly
-    # recover, classified; none was lost silently.
-    assert snap.dropped['bad_input'] >= len(bad_inputs()) - 1
-    assert not any(r.header.frame_id.startswith('bad-') and r.header.frame_id != 'bad-8'
-                   for r in probe.results)
+    assert bad_kinds['out_of_range'] == 2
+    # Every bad frame was refused and counted as bad input; none was classified.
+    assert snap.dropped['bad_input'] == len(bad_inputs())
+    assert snap.dropped['inference_error'] == 0
+    assert not any(r.header.frame_id.startswith('bad-') for r in probe.results)
+
+
+def test_decode_budget_is_a_run_time_parameter(probe):
+    node = probe.node
+    frame = colour()  # 24x32 rgb8: 2304 decoded bytes
+    assert probe.classify('image', image_msg(frame, 'rgb8', 'budget-default')) is not None
+    result = node.set_parameters([Parameter('decode.max_bytes', value=frame.size - 1)])
+    assert result[0].successful, result[0].reason
+    before = node.stats.snapshot()
+    probe.pubs['image'].publish(image_msg(frame, 'rgb8', 'budget-over'))
+    assert probe.wait_for(
+        lambda: node.stats.snapshot().bad_input.get('decode_budget', 0)
+        > before.bad_input.get('decode_budget', 0), 10.0), 'frame over the budget not counted'
+    node.set_parameters([Parameter('decode.max_bytes', value=frame.size)])
+    assert probe.classify('image', image_msg(frame, 'rgb8', 'budget-exact')) is not None
+    assert probe.result_for('budget-over') is None
+    refused = node.set_parameters([Parameter('decode.max_bytes', value=0)])
+    assert not refused[0].successful
 
 
 def _diag_values(probe):

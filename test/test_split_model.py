@@ -4,7 +4,7 @@
 
 import json
 
-from gfde_perception.bundle import write_bundle_file
+from gfde_perception.bundle import read_bundle_file, write_bundle_file
 from gfde_perception.errors import (
     BundleChecksumError, BundleManifestError, ConfigError, FeatureError)
 from gfde_perception.feature_codec import (
@@ -14,7 +14,7 @@ from gfde_perception.models.split import (
     to_nchw)
 from gfde_perception.preprocessing import preprocess
 from gfde_perception.runtime.split import SplitRobot, SplitServer
-from gfde_perception.split_bundle import load_split_bundle, read_bundle_file
+from gfde_perception.split_bundle import load_split_bundle
 import numpy as np
 import pytest
 from runtime_fixtures import make_tiny_bundle, random_images
@@ -137,7 +137,7 @@ def test_bad_codes_and_packets_raise_feature_error():
 
 def test_split_bundle_round_trip_and_each_side_builds_only_its_parts(tmp_path):
     bundle = make_tiny_split_bundle(tmp_path, tail='teacher')
-    manifest = json.loads(read_bundle_file(tmp_path / 'tiny-split.gfde')[0])
+    manifest = json.loads(read_bundle_file(tmp_path / 'tiny-split.gfde')[1])
     quant = manifest['model']['quantisation']
     assert quant['bits'] == 4 and len(quant['scale']) == len(quant['zero_point']) == 4
     assert manifest['model']['split'] == 1 and manifest['model']['tail'] == 'teacher'
@@ -162,11 +162,11 @@ def test_split_bundle_round_trip_and_each_side_builds_only_its_parts(tmp_path):
 def test_split_bundle_refuses_tampering_and_other_families(tmp_path):
     make_tiny_split_bundle(tmp_path)
     path = tmp_path / 'tiny-split.gfde'
-    text, tensors, _ = read_bundle_file(path)
+    _version, text, tensors, stored = read_bundle_file(path)
     manifest = json.loads(text)
     manifest['gate']['thresholds'] = [0.1]
     write_bundle_file(tmp_path / 'tampered.gfde', manifest, tensors,
-                      checksum=read_bundle_file(path)[2])
+                      checksum=stored)
     with pytest.raises(BundleChecksumError):
         load_split_bundle(tmp_path / 'tampered.gfde')
     # A plain GFDE bundle is not a split bundle.

@@ -78,7 +78,7 @@ def test_gfde_train_end_to_end_produces_a_loadable_bundle(tmp_path):
         assert step in metrics
     assert metrics['data']['train'] == 144 and metrics['data']['val'] == 36
     assert metrics['data']['test'] == 30
-    assert (run / 'teacher.safetensors').is_file()
+    assert load_bundle(run / 'teacher.gfde').config.family == 'efficientnet-lite0'
     exits = metrics['exits']
     assert len(exits['gate']['thresholds']) == 1
     assert 0.0 <= exits['test']['accuracy'] <= 1.0

@@ -47,7 +47,7 @@ from gfde_perception.models import build_model
 from gfde_perception.models.flops import filter_macs
 from gfde_perception.models.layers import GlobalFilter
 from gfde_perception.models.split import (
-    BottleneckConfig, ModelSpec, probe_features, SplitConfig, SplitModel)
+    BottleneckConfig, probe_features, SplitConfig, SplitModel)
 from gfde_perception.preprocessing import input_pixels, preprocess, preprocess_batch
 from gfde_perception.runtime import Classifier, RuntimeConfig
 from gfde_perception.runtime.policies import FinalExitPolicy
@@ -352,7 +352,7 @@ def colour_config(photo_path) -> dict:
     photo = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
     model = build_model('gfnet-ti', num_classes=10).eval()
     shape = probe_features(model, (3, 224, 224), 1)
-    cfg = SplitConfig(ModelSpec('gfde', model.config), 1, (3, 224, 224), shape,
+    cfg = SplitConfig(model.config, 1, (3, 224, 224), shape,
                       bottleneck=BottleneckConfig(channels=8, bits=4, stride=1, hidden=128))
     split = SplitModel(cfg).eval()
     split.head.load_state_dict(model.state_dict())

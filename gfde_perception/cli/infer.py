@@ -16,7 +16,7 @@ import sys
 
 import cv2
 from gfde_perception.bundle import default_bundle_path
-from gfde_perception.errors import ConfigError, GfdeError, ImageError
+from gfde_perception.errors import ConfigError, GfdeError, ImageError, ImageErrorKind
 from gfde_perception.runtime import (
     BudgetPolicy, Classifier, FinalExitPolicy, ForceExitPolicy, RuntimeConfig, ThresholdPolicy)
 from gfde_perception.runtime.config import BACKENDS, PRECISIONS, SCHEDULES
@@ -27,7 +27,8 @@ def read_image(path: str) -> np.ndarray:
     """Read an image file as RGB (H, W, 3) or grey (H, W), keeping 16-bit depth."""
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ImageError(f'cannot read an image from {path!r} (missing file or unknown format)')
+        raise ImageError(f'cannot read an image from {path!r} (missing file or unknown format)',
+                         ImageErrorKind.UNREADABLE)
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     if image.ndim == 3 and image.shape[2] == 3:

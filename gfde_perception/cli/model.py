@@ -19,7 +19,11 @@ import json
 from pathlib import Path
 import sys
 
-from gfde_perception.errors import GfdeError
+from gfde_perception.errors import BackendError, GfdeError
+from gfde_perception.models import build_model, list_models, model_summary
+from gfde_perception.models.gfnet_c import GFNetCConfig
+from gfde_perception.models.registry import build_from_config
+import torch
 
 
 def _fmt_int(n: int) -> str:
@@ -29,39 +33,33 @@ def _fmt_int(n: int) -> str:
     return str(n)
 
 
-def segment_shapes(config) -> list:
-    """Return per segment: input shape, token output shape and pooled width (batch omitted)."""
-    bb = config.backbone
-    layout = bb.block_layout()
-    bounds = (0,) + config.blocks_per_exit
+def segment_shapes(model) -> list:
+    """Return per segment: input shape, output features shape and pooled width (no batch)."""
+    config = model.config
+    bounds = (0,) + tuple(config.blocks_per_exit)
+    param = next(model.parameters())
+    x = torch.zeros(1, config.in_chans, config.img_size, config.img_size, device=param.device)
     out = []
-    for k in range(config.num_exits):
-        if k == 0:
-            shape_in = [bb.in_chans, bb.img_size, bb.img_size]
-        else:
-            _, _, dim, size = layout[bounds[k] - 1]
-            shape_in = [size * size, dim]
-        _, _, dim, size = layout[bounds[k + 1] - 1]
-        out.append({'segment': k, 'blocks': [bounds[k], bounds[k + 1]], 'input': shape_in,
-                    'tokens': [size * size, dim], 'pooled': [dim]})
+    with torch.no_grad():
+        for k, segment in enumerate(model.segments):
+            shape_in = list(x.shape[1:])
+            x, pooled = segment(x)
+            out.append({'segment': k, 'blocks': [bounds[k], bounds[k + 1]], 'input': shape_in,
+                        'features': list(x.shape[1:]), 'pooled': [int(pooled.shape[-1])]})
     return out
 
 
 def bundle_info(bundle) -> dict:
     """Collect everything ``gfde-model info`` shows, JSON-ready."""
-    import torch
-
-    from gfde_perception.models import model_summary
-    from gfde_perception.models.gfde import GFDE
     with torch.device('meta'):  # shapes and counts only; the weights were validated on load
-        model = GFDE(bundle.config)
+        model = build_from_config(bundle.config).eval()
     summary = model_summary(model)
     return {
         'name': bundle.name,
         'checksum': bundle.checksum,
         'model': bundle.config.to_dict(),
         'blocks_per_exit': list(bundle.config.blocks_per_exit),
-        'segments': segment_shapes(bundle.config),
+        'segments': segment_shapes(model),
         'summary': summary,
         'gate': bundle.gate.to_dict(),
         'preprocessing': bundle.preprocessing.to_dict(),
@@ -72,29 +70,34 @@ def bundle_info(bundle) -> dict:
     }
 
 
+def _describe(config: dict) -> str:
+    """One line of architecture: family (backbone kind) and every field, compactly."""
+    def fields(d):
+        return ' '.join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
+                        for k, v in d.items() if k not in ('family', 'kind', 'backbone'))
+    line = config.get('family', 'gfde')
+    if 'backbone' in config:
+        bb = config['backbone']
+        line += f" ({bb.get('kind', 'gfnet')}) {fields(bb)} {fields(config)}"
+    else:
+        line += f' {fields(config)}'
+    return line
+
+
 def _print_info(info: dict, out) -> None:
-    bb = info['model']['backbone']
     s = info['summary']
-    kind = 'GFNet-H' if bb['hierarchical'] else 'GFNet'
-    width = bb['embed_dims'] if bb['hierarchical'] else bb['embed_dim']
-    depth = bb['depths'] if bb['hierarchical'] else bb['depth']
     print(f"bundle    {info['name']}  (sha256 {info['checksum'][:16]}..., "
           f"{info['tensors']} tensors)", file=out)
-    print(f"backbone  {kind} {bb['img_size']}px patch {bb['patch_size']} in_chans "
-          f"{bb['in_chans']} width {width} depth {depth} mlp_ratio {bb['mlp_ratio']} "
-          f"filter {bb['filter_form']}", file=out)
-    print(f"heads     {bb['num_classes']} classes, distillation head "
-          f"{'yes' if info['model']['distill_head'] else 'no'}, exit hidden "
-          f"{info['model']['exit_hidden_dim'] or 'none (linear)'}", file=out)
+    print(f"model     {_describe(info['model'])}", file=out)
     print(f"params    total {_fmt_int(s['params_total'])} ({s['params_total']}), backbone "
           f"{_fmt_int(s['params_backbone'])}", file=out)
     thresholds = list(info['gate']['thresholds']) + [None]
-    print('exits     k  blocks  segment in -> tokens      seg params  seg MACs  head params'
+    print('exits     k  blocks  segment in -> features     seg params  seg MACs  head params'
           '  head MACs  MACs to exit  threshold', file=out)
     for seg, head, thr, p, m, cum in zip(info['segments'], s['exit_heads'], thresholds,
                                          s['params_per_segment'], s['macs_per_segment'],
                                          s['macs_to_exit']):
-        shapes = f"{'x'.join(map(str, seg['input']))} -> {'x'.join(map(str, seg['tokens']))}"
+        shapes = f"{'x'.join(map(str, seg['input']))} -> {'x'.join(map(str, seg['features']))}"
         print(f"          {seg['segment']}  {head['blocks']:6d}  {shapes:22s}  {_fmt_int(p):>10s}"
               f"  {_fmt_int(m):>8s}  {head['params']:11d}  {head['head_macs']:9d}"
               f"  {_fmt_int(cum):>12s}  {'final' if thr is None else f'{thr:.4g}'}", file=out)
@@ -129,23 +132,25 @@ def _print_tree(data: dict, out, indent: str, depth: int = 0, width: int = 99) -
 
 
 def registry_table() -> list:
-    """Return one row per registry entry: name, kind, input, params and MACs (GFNets)."""
-    import torch
-
-    from gfde_perception.models import build_model, list_models, model_summary
-    from gfde_perception.models.registry import GFNET_VARIANTS
+    """Return one row per registry entry: name, family, input, params and MACs per exit."""
     rows = []
     for name in list_models():
-        if name not in GFNET_VARIANTS:
-            rows.append({'name': name, 'kind': 'teacher'})
+        try:
+            with torch.device('meta'):
+                model = build_model(name, **({'pretrained': False}
+                                             if name == 'efficientnet-lite0' else {}))
+        except BackendError as exc:  # an optional package (the pretrained CNN) is missing
+            rows.append({'name': name, 'family': 'unavailable', 'reason': str(exc)})
             continue
-        with torch.device('meta'):
-            model = build_model(name)
         s = model_summary(model)
-        bb = model.config.backbone
-        rows.append({'name': name, 'kind': 'gfnet-h' if bb.hierarchical else 'gfnet',
-                     'input': [bb.in_chans, bb.img_size, bb.img_size],
-                     'num_classes': bb.num_classes, 'blocks_per_exit': list(model.blocks_per_exit),
+        c = model.config
+        family = c.family
+        if family == 'gfde':
+            family = 'gfnet-c' if isinstance(c.backbone, GFNetCConfig) else (
+                'gfnet-h' if c.backbone.hierarchical else 'gfnet')
+        rows.append({'name': name, 'family': family,
+                     'input': [c.in_chans, c.img_size, c.img_size],
+                     'num_classes': c.num_classes, 'blocks_per_exit': list(c.blocks_per_exit),
                      'params': s['params_total'], 'macs_to_exit': s['macs_to_exit']})
     return rows
 
@@ -167,14 +172,14 @@ def _cmd_list(args) -> int:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    print(f"{'name':15s} {'kind':8s} {'input':10s} {'classes':>7s} {'params':>8s} "
+    print(f"{'name':18s} {'family':18s} {'input':10s} {'classes':>7s} {'params':>8s} "
           f"{'MACs (final)':>12s}  exits at blocks")
     for r in rows:
-        if r['kind'] == 'teacher':
-            print(f"{r['name']:15s} teacher  (built by models/teachers.py)")
+        if r['family'] == 'unavailable':
+            print(f"{r['name']:18s} unavailable: {r['reason']}")
             continue
         shape = 'x'.join(map(str, r['input']))
-        print(f"{r['name']:15s} {r['kind']:8s} {shape:10s} {r['num_classes']:7d} "
+        print(f"{r['name']:18s} {r['family']:18s} {shape:10s} {r['num_classes']:7d} "
               f"{_fmt_int(r['params']):>8s} {_fmt_int(r['macs_to_exit'][-1]):>12s}  "
               f"{r['blocks_per_exit']}")
     return 0
@@ -189,16 +194,16 @@ def _cmd_export(args) -> int:
     model = bundle.build_model(deployable=True)
     out = Path(args.directory)
     out.mkdir(parents=True, exist_ok=True)
-    bb = bundle.config.backbone
-    x = torch.zeros(1, bb.in_chans, bb.img_size, bb.img_size)
+    cfg = bundle.config
+    x = torch.zeros(1, cfg.in_chans, cfg.img_size, cfg.img_size)
     written = [export_onnx(model, out / 'model.onnx', x)]
     feed = x
     with torch.no_grad():
         for k, (segment, head) in enumerate(zip(model.segments, model.exit_heads)):
             written.append(export_onnx(segment, out / f'segment_{k}.onnx', feed))
-            tokens, pooled = segment(feed)
+            features, pooled = segment(feed)
             written.append(export_onnx(head, out / f'head_{k}.onnx', pooled))
-            feed = tokens
+            feed = features
     for path in written:
         print(path)
     return 0

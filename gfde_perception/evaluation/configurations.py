@@ -3,20 +3,18 @@
 """
 What is compared in one evaluation run: a *configuration* classifies one image.
 
-Two kinds share one interface, so that the one timing loop in
-:mod:`gfde_perception.evaluation.offline` measures them the same way:
-
-* :class:`GfdeConfiguration`: a ``.gfde`` bundle and an exit policy run by
-  :class:`gfde_perception.runtime.Classifier` (the deployed path, early exits included);
-* :class:`TorchConfiguration`: a plain torch classifier (the teacher, a classic CNN baseline)
-  fed by the same :func:`gfde_perception.preprocessing.preprocess` and run on the same threads.
+Every model is a ``.gfde`` bundle (GFDE students, teachers and baselines alike), run with an exit
+policy by :class:`gfde_perception.runtime.Classifier`: the deployed path, preprocessing and early
+exits included, so the one timing loop in :mod:`gfde_perception.evaluation.offline` measures every
+configuration the same way. The kind ``teacher`` names a bundle without early exits (kept so
+reports can tell the roles apart).
 
 Configurations are named on the command line as ``NAME=KIND:PATH[@POLICY]``:
 
 * ``student=bundle:default`` (the embedded model, its calibrated thresholds),
 * ``exits=bundle:model.gfde@threshold=0.8,0.9``, ``full=bundle:model.gfde@final``,
   ``exit0=bundle:model.gfde@force=0``,
-* ``teacher=teacher:teacher.safetensors`` (a teacher saved by ``gfde-train``).
+* ``teacher=teacher:teacher.gfde`` (a teacher saved by ``gfde-train``).
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ class ConfigurationSpec:
     A configuration as named by the user.
 
     :ivar name: short name used in reports and plots.
-    :ivar kind: 'bundle' (GFDE bundle run by the runtime) or 'teacher' (torch classifier).
+    :ivar kind: 'bundle' (a model with early exits) or 'teacher' (a bundle without any).
     :ivar path: file of the bundle / teacher; 'default' for the embedded bundle.
     :ivar policy: 'default' (the bundle's calibrated thresholds), 'threshold', 'final' or
         'force' (bundles only).
@@ -215,47 +213,7 @@ class GfdeConfiguration(Configuration):
         self.classifier.close()
 
 
-class TorchConfiguration(Configuration):
-    """A plain torch classifier (teacher or baseline) with the package's one preprocessing."""
-
-    def __init__(self, spec: ConfigurationSpec, model=None, preprocessing=None, labels=()):
-        self.spec = spec
-        if model is None:
-            from gfde_perception.training.teacher import load_teacher
-            model, manifest = load_teacher(spec.path)
-            preprocessing = manifest['preprocessing']
-            labels = manifest.get('labels', ())
-        if preprocessing is None:
-            raise ConfigError(f'configuration {spec.name!r}: a torch model needs its '
-                              'preprocessing spec')
-        self.model = model.eval()
-        self.preprocessing = preprocessing
-        self.labels = tuple(labels)
-        self.num_exits = 1
-        self._input = np.zeros(preprocessing.input_shape, np.float32)
-
-    def predict(self, image: np.ndarray) -> Prediction:
-        import torch
-
-        from gfde_perception.preprocessing import preprocess
-
-        x = preprocess(image, self.preprocessing, out=self._input)
-        with torch.inference_mode():
-            output = self.model(torch.from_numpy(x)[None])
-            logits = output.logits if hasattr(output, 'logits') else output
-            probs = torch.softmax(logits.float(), dim=-1)[0]
-            class_id = int(torch.argmax(probs))
-        return Prediction(class_id=class_id, score=float(probs[class_id]))
-
-    def describe(self) -> dict:
-        info = super().describe()
-        info.update({'path': self.spec.path, 'backend': 'torch-cpu',
-                     'parameters': int(sum(p.numel() for p in self.model.parameters()))})
-        return info
-
-
 def build_configuration(spec: ConfigurationSpec, runtime_config=None) -> Configuration:
     """Instantiate the configuration ``spec`` names."""
-    if spec.kind == 'bundle':
-        return GfdeConfiguration(spec, runtime_config)
-    return TorchConfiguration(spec)
+    # Every model is a bundle now (teachers and baselines too): one runtime path for all.
+    return GfdeConfiguration(spec, runtime_config)

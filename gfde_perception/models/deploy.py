@@ -56,6 +56,20 @@ def to_deployable(model: nn.Module, form: str = 'deploy') -> nn.Module:
         raise ValueError(f'form must be one of {DEPLOY_FORMS}, got {form!r}')
     from gfde_perception.models.gfde import GFDE, GFDEConfig
     from gfde_perception.models.gfnet import _replace, GFNet
+    from gfde_perception.models.gfnet_c import deployable_gfnet_c, GFNetC, GlobalFilter2d
+    if isinstance(model, GFNetC):
+        return deployable_gfnet_c(model).train(model.training)
+    if isinstance(model, GFDE) and isinstance(model.backbone, GFNetC):
+        # GFNet-C has a single deployable form: norms and filter folded into one convolution.
+        out = copy.deepcopy(model)
+        out.backbone = deployable_gfnet_c(model.backbone).train(model.training)
+        out.config = GFDEConfig(out.backbone.config, out.config.exit_blocks,
+                                out.config.distill_head, out.config.exit_hidden_dim)
+        out.refresh_views()
+        return out
+    if any(isinstance(m, GlobalFilter2d) for m in model.modules()):
+        raise ValueError('convert the whole GFNet-C or GFDE model, not a part of it: its norms '
+                         'fold into the filters')
     out = copy.deepcopy(model)
     _replace_filters(out, form)
     if isinstance(out, GFDE):
@@ -90,11 +104,11 @@ def export_onnx(module: nn.Module, path: str, example_input: torch.Tensor,
     Export a GFNet, a GFDE, one segment or one exit head to ONNX (torch's default exporter).
 
     :param module: the module; a GFDE is exported as (logits, exit logits...); a segment returns
-        (tokens, pooled); an exit head returns logits.
+        (features, pooled); an exit head returns logits.
     :param path: output .onnx file.
     :param example_input: a tensor of the input shape (batch any size).
     :param input_names: ONNX input names.
-    :param output_names: ONNX output names (default: 'logits', 'exit_K'; or 'tokens', 'pooled'
+    :param output_names: ONNX output names (default: 'logits', 'exit_K'; or 'features', 'pooled'
         for a segment; or 'logits').
     :param dynamic_batch: make the batch dimension dynamic.
     :param deployable: convert FFT filters with :func:`to_deployable` first (runtimes without
@@ -104,7 +118,9 @@ def export_onnx(module: nn.Module, path: str, example_input: torch.Tensor,
     :return: ``path``.
     """
     from gfde_perception.models.gfde import GFDE, Segment
-    if deployable and any(isinstance(m, GlobalFilter) for m in module.modules()):
+    from gfde_perception.models.gfnet_c import GlobalFilter2d
+    if deployable and any(isinstance(m, (GlobalFilter, GlobalFilter2d))
+                          for m in module.modules()):
         module = to_deployable(module)
     was_training = module.training
     module.eval()
@@ -113,7 +129,7 @@ def export_onnx(module: nn.Module, path: str, example_input: torch.Tensor,
         default_names = ['logits'] + [f'exit_{k}' for k in range(len(module.exits))]
     elif isinstance(module, Segment):
         target = module
-        default_names = ['tokens', 'pooled']
+        default_names = ['features', 'pooled']
     else:
         target = module
         default_names = ['logits']

@@ -1,63 +1,24 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-Today's EfficientNet-Lite0 teacher seen through the segment interface (a stop-gap).
+The EfficientNet-Lite0 family seen as stage-wise segments (a stop-gap for the split model).
 
 The split model's teacher tail is written against "a model with segments": ``segments[k](x) ->
-(features, pooled)`` and ``exit_heads[-1](pooled) -> logits``. The teacher shipped today is a
-plain ``efficientnet_lite_pytorch`` network, so this module cuts it at its seven stage ends.
-It is kept small on purpose: when the teacher becomes a registry model with stage-wise segments
-of its own, this wrapper and its family entry in ``models/split.py`` go away.
+(features, pooled)`` and ``exit_heads[-1](pooled) -> logits``. The registered
+``efficientnet-lite0`` family has one segment (the whole convolutional network), so the tail
+could only start at the image; this view cuts the same modules (no copies) at the network's
+seven stage ends. Kept small on purpose: once the family exposes stage-wise segments itself,
+:func:`staged` returns the model unchanged and this module goes away.
 """
 
-from dataclasses import dataclass
-from typing import Mapping
-
 from gfde_perception.errors import ConfigError
-from gfde_perception.models.teachers import build_efficientnet_lite0
+from gfde_perception.models.teachers import EfficientNetLite0, EfficientNetLite0Config
 import torch
 from torch import nn
 
 # Blocks completed at the end of each of EfficientNet-Lite0's seven stages (repeats 1, 2, 2, 3,
 # 3, 4, 1 in the architecture table of efficientnet-lite-pytorch).
 STAGE_ENDS = (1, 3, 5, 8, 11, 15, 16)
-
-
-@dataclass(frozen=True)
-class EfficientNetLite0Config:
-    """Architecture of the segmented EfficientNet-Lite0 (weights come from a state dict)."""
-
-    num_classes: int = 1000
-    in_chans: int = 3
-    image_size: int = 224
-
-    def __post_init__(self):
-        for name, low, high in (('num_classes', 1, 100000), ('in_chans', 1, 16),
-                                ('image_size', 16, 4096)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f'efficientnet-lite0 {name} must be an int in [{low}, {high}], '
-                                  f'got {value!r}')
-
-    @property
-    def num_exits(self) -> int:
-        """Segments of the model (one per stage)."""
-        return len(STAGE_ENDS)
-
-    def to_dict(self) -> dict:
-        """Return a JSON-ready dict."""
-        return {'num_classes': self.num_classes, 'in_chans': self.in_chans,
-                'image_size': self.image_size}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> 'EfficientNetLite0Config':
-        """Build from :meth:`to_dict` output; unknown keys are a ConfigError."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f'efficientnet-lite0 config must be a mapping, got {data!r}')
-        unknown = set(data) - {'num_classes', 'in_chans', 'image_size'}
-        if unknown:
-            raise ConfigError(f'unknown efficientnet-lite0 config keys: {sorted(unknown)}')
-        return cls(**data)
 
 
 class _Stage(nn.Module):
@@ -81,33 +42,30 @@ class _Stage(nn.Module):
 
 
 class SegmentedEfficientNet(nn.Module):
-    """
-    EfficientNet-Lite0 as seven stage-wise segments; ``exit_heads[-1]`` is its classifier.
+    """An EfficientNet-Lite0 as seven stage segments; ``exit_heads[-1]`` is its classifier."""
 
-    Only the final classifier exists (the teacher has no early exits), so ``exit_heads`` holds
-    one module and callers read ``exit_heads[-1]``.
-    """
-
-    def __init__(self, config: EfficientNetLite0Config, net=None):
+    def __init__(self, model: EfficientNetLite0):
         super().__init__()
-        self.config = config
-        if net is None:
-            net = build_efficientnet_lite0(config.num_classes, in_chans=config.in_chans,
-                                           pretrained=False, image_size=config.image_size)
+        net = model.segments[0].net
         if len(net._blocks) != STAGE_ENDS[-1]:
             raise ConfigError(f'expected {STAGE_ENDS[-1]} EfficientNet-Lite0 blocks, got '
                               f'{len(net._blocks)}')
         bounds = (0,) + STAGE_ENDS
         self.segments = nn.ModuleList(_Stage(net, bounds[k], bounds[k + 1])
                                       for k in range(len(STAGE_ENDS)))
-        self.exit_heads = nn.ModuleList([nn.Sequential(nn.Flatten(1), net._dropout, net._fc)])
+        self.exit_heads = nn.ModuleList([model.exit_heads[-1]])
 
     @property
     def num_exits(self) -> int:
         """Segments (one per stage); only the last has a classifier."""
         return len(self.segments)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for segment in self.segments:
-            x, pooled = segment(x)
-        return self.exit_heads[-1](pooled)
+
+def staged(model: nn.Module) -> nn.Module:
+    """Return ``model`` with stage-wise segments (EfficientNet-Lite0 gets the stage view)."""
+    return SegmentedEfficientNet(model) if isinstance(model, EfficientNetLite0) else model
+
+
+def segment_count(config) -> int:
+    """Segments :func:`staged` gives a model of ``config``."""
+    return len(STAGE_ENDS) if isinstance(config, EfficientNetLite0Config) else config.num_exits

@@ -15,7 +15,7 @@ in DeiT the two heads are trained on different targets and averaged at inference
 Exits. After ``exit_blocks[k]`` blocks an exit reads the tokens, normalises them (its own
 LayerNorm), mean-pools them and applies a light head (linear, or a one-hidden-layer MLP). The
 final classifier is the last exit. ``segments[k]`` runs the backbone from the previous exit up
-to exit k and returns ``(tokens, pooled)``; ``exit_heads[k]`` maps pooled -> logits. A runtime
+to exit k and returns ``(features, pooled)``; ``exit_heads[k]`` maps pooled -> logits. A runtime
 runs the segments on its accelerator and the heads on the CPU, and decides outside the module
 (``gfde_perception.gating``) whether to continue: the graphs stay static.
 """
@@ -23,11 +23,32 @@ runs the segments on its accelerator and the heads on the CPU, and decides outsi
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Optional
 
+from typing import Union
+
 from gfde_perception.errors import ConfigError
 from gfde_perception.models.gfnet import _init_weights, GFNet, GFNetConfig
-from gfde_perception.models.layers import LAYER_NORM_EPS
+from gfde_perception.models.gfnet_c import GFNetC, GFNetCConfig
 import torch
 from torch import nn
+
+BackboneConfig = Union[GFNetConfig, GFNetCConfig]
+BACKBONES = {GFNetConfig: GFNet, GFNetCConfig: GFNetC}
+
+
+def backbone_config(data: Mapping) -> BackboneConfig:
+    """Build a backbone config from its dict; ``kind`` 'gfnet-c' or absent (GFNet)."""
+    if isinstance(data, Mapping) and data.get('kind', 'gfnet') == GFNetCConfig.kind:
+        return GFNetCConfig.from_dict(data)
+    if isinstance(data, Mapping) and data.get('kind', 'gfnet') != 'gfnet':
+        raise ConfigError(f"unknown backbone kind {data.get('kind')!r}; known: "
+                          f"['gfnet', {GFNetCConfig.kind!r}]")
+    return GFNetConfig.from_dict({k: v for k, v in data.items() if k != 'kind'}
+                                 if isinstance(data, Mapping) else data)
+
+
+def build_backbone(config: BackboneConfig) -> nn.Module:
+    """Instantiate the backbone a config describes (GFNet or GFNet-C)."""
+    return BACKBONES[type(config)](config)
 
 
 class GFDEOutput(NamedTuple):
@@ -52,21 +73,22 @@ class GFDEConfig:
     """
     Architecture of a GFDE model.
 
-    :ivar backbone: the GFNet.
+    :ivar backbone: the backbone: a GFNet (tokens) or a GFNet-C (convolutional stem).
     :ivar exit_blocks: blocks completed when each early exit reads the features; strictly
         increasing, each in [1, total depth).
     :ivar distill_head: add the DeiT-style distillation head.
     :ivar exit_hidden_dim: 0 = linear exit heads; > 0 = hidden width of a GELU MLP exit head.
     """
 
-    backbone: GFNetConfig = GFNetConfig()
+    backbone: BackboneConfig = GFNetConfig()
     exit_blocks: tuple = ()
     distill_head: bool = True
     exit_hidden_dim: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.backbone, GFNetConfig):
-            raise ConfigError(f'backbone must be a GFNetConfig, got {type(self.backbone)}')
+        if type(self.backbone) not in BACKBONES:
+            raise ConfigError(f'backbone must be a GFNetConfig or GFNetCConfig, got '
+                              f'{type(self.backbone).__name__}')
         try:
             blocks = tuple(int(b) for b in self.exit_blocks)
         except (TypeError, ValueError):
@@ -81,9 +103,11 @@ class GFDEConfig:
         if not isinstance(self.distill_head, bool):
             raise ConfigError(f'distill_head must be a bool, got {self.distill_head!r}')
         if isinstance(self.exit_hidden_dim, bool) or not isinstance(self.exit_hidden_dim, int) \
-                or self.exit_hidden_dim < 0:
-            raise ConfigError(f'exit_hidden_dim must be an int >= 0, got '
+                or not 0 <= self.exit_hidden_dim <= 4096:
+            raise ConfigError(f'exit_hidden_dim must be an int in [0, 4096], got '
                               f'{self.exit_hidden_dim!r}')
+
+    family = 'gfde'
 
     @property
     def num_exits(self) -> int:
@@ -95,23 +119,42 @@ class GFDEConfig:
         """Blocks completed at each exit; the last is the total depth."""
         return self.exit_blocks + (self.backbone.total_depth,)
 
+    @property
+    def img_size(self) -> int:
+        """Square input side in pixels."""
+        return self.backbone.img_size
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels."""
+        return self.backbone.in_chans
+
+    @property
+    def num_classes(self) -> int:
+        """Classifier outputs."""
+        return self.backbone.num_classes
+
     def to_dict(self) -> dict:
-        """Return a JSON-ready dict."""
-        return {'backbone': self.backbone.to_dict(), 'exit_blocks': list(self.exit_blocks),
-                'distill_head': self.distill_head, 'exit_hidden_dim': self.exit_hidden_dim}
+        """Return a JSON-ready dict (with the ``family`` the registry reads)."""
+        return {'family': self.family, 'backbone': self.backbone.to_dict(),
+                'exit_blocks': list(self.exit_blocks), 'distill_head': self.distill_head,
+                'exit_hidden_dim': self.exit_hidden_dim}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> 'GFDEConfig':
         """Build from :meth:`to_dict` output; unknown or missing keys are a ConfigError."""
         if not isinstance(data, Mapping):
             raise ConfigError(f'model config must be a mapping, got {type(data).__name__}')
+        if data.get('family', cls.family) != cls.family:
+            raise ConfigError(f"not a GFDE config (family {data.get('family')!r})")
+        data = {k: v for k, v in data.items() if k != 'family'}
         unknown = set(data) - {'backbone', 'exit_blocks', 'distill_head', 'exit_hidden_dim'}
         if unknown:
             raise ConfigError(f'unknown GFDE config keys: {sorted(unknown)}')
         if 'backbone' not in data:
             raise ConfigError('GFDE config lacks "backbone"')
         kwargs = dict(data)
-        kwargs['backbone'] = GFNetConfig.from_dict(data['backbone'])
+        kwargs['backbone'] = backbone_config(data['backbone'])
         if 'exit_blocks' in kwargs:
             if not isinstance(kwargs['exit_blocks'], (list, tuple)):
                 raise ConfigError(f'exit_blocks must be a list, got {kwargs["exit_blocks"]!r}')
@@ -120,11 +163,11 @@ class GFDEConfig:
 
 
 class ExitBranch(nn.Module):
-    """Parameters of one early exit: a LayerNorm (run in the segment) and a light head."""
+    """Parameters of one early exit: the backbone's pooled-feature norm and a light head."""
 
-    def __init__(self, dim: int, num_classes: int, hidden: int = 0):
+    def __init__(self, dim: int, num_classes: int, hidden: int = 0, norm: nn.Module = None):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.norm = norm if norm is not None else GFNet.make_norm(dim)
         if hidden:
             self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(),
                                       nn.Linear(hidden, num_classes))
@@ -134,22 +177,21 @@ class ExitBranch(nn.Module):
 
 class Segment(nn.Module):
     """
-    Backbone blocks between two exits; ``forward(x) -> (tokens, pooled)``.
+    Backbone blocks between two exits; ``forward(x) -> (features, pooled)``.
 
-    Segment 0 takes the image (B, C, H, W); segment k > 0 takes the previous segment's tokens
-    (B, N, C). ``pooled`` (B, C_k) is the exit's normalised, mean-pooled feature. All modules
-    are shared with the owning model.
+    Segment 0 takes the image (B, C, H, W); segment k > 0 takes the previous segment's
+    features: tokens (B, N, C) for a GFNet, maps (B, C, S, S) for a GFNet-C. ``pooled`` (B, C_k)
+    is the exit's normalised, mean-pooled feature. All modules are shared with the owning model.
     """
 
-    def __init__(self, backbone: GFNet, start: int, end: int, norm: nn.Module):
+    def __init__(self, backbone: nn.Module, start: int, end: int, norm: nn.Module):
         super().__init__()
         self.start, self.end = start, end
         self.first = start == 0
+        # A plain attribute, not a child: the segment must not own (or re-register) the backbone.
+        object.__setattr__(self, '_backbone', backbone)
         if self.first:
-            hier = backbone.config.hierarchical
-            self.patch_embed = backbone.patch_embed[0] if hier else backbone.patch_embed
-            self.pos_embed = backbone.pos_embed
-            self.pos_drop = backbone.pos_drop
+            self.embed = _Embed(backbone)
         blocks = backbone.flat_blocks()
         layers = []
         for i in range(start, end):
@@ -162,10 +204,30 @@ class Segment(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.first:
-            x = self.pos_drop(self.patch_embed(x) + self.pos_embed)  # (B, N, C)
+            x = self.embed(x)  # (B, N, C) tokens or (B, C, S, S) maps
         for layer in self.layers:
             x = layer(x)
-        return x, self.norm(x).mean(1)  # (B, N, C), (B, C)
+        return x, self._backbone.pool(x, self.norm)  # features, (B, C)
+
+
+class _Embed(nn.Module):
+    """The backbone's input embedding as a module of its own (shared parameters)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        object.__setattr__(self, '_backbone', backbone)
+        # Register the embedding's modules/parameters so the segment sees (and moves) them.
+        for name in ('patch_embed', 'pos_drop', 'stem', 'proj'):
+            module = getattr(backbone, name, None)
+            if isinstance(module, nn.ModuleList):  # GFNet-H: patchify, then down-sampling
+                module = module[0]
+            if module is not None:
+                setattr(self, name, module)
+        if hasattr(backbone, 'pos_embed'):
+            self.pos_embed = backbone.pos_embed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._backbone.embed(x)
 
 
 class FinalHead(nn.Module):
@@ -195,21 +257,23 @@ class GFDE(nn.Module):
         if backbone is not None and backbone.config != config.backbone:
             raise ConfigError('backbone module does not match config.backbone')
         self.config = config
-        self.backbone = backbone if backbone is not None else GFNet(config.backbone)
+        self.backbone = backbone if backbone is not None else build_backbone(config.backbone)
         k = config.backbone.num_classes
         feat = config.backbone.num_features
         self.head_dist = nn.Linear(feat, k) if config.distill_head else None
         if self.head_dist is not None:
             _init_weights(self.head_dist)
         layout = config.backbone.block_layout()
+        make_norm = self.backbone.make_norm
         self.exits = nn.ModuleList(
-            ExitBranch(layout[b - 1][2], k, config.exit_hidden_dim) for b in config.exit_blocks)
+            ExitBranch(layout[b - 1][2], k, config.exit_hidden_dim, make_norm(layout[b - 1][2]))
+            for b in config.exit_blocks)
         for branch in self.exits:
             branch.apply(_init_weights)
         self.refresh_views()
 
     @classmethod
-    def from_backbone(cls, backbone: GFNet, exit_blocks=(), distill_head: bool = True,
+    def from_backbone(cls, backbone: nn.Module, exit_blocks=(), distill_head: bool = True,
                       exit_hidden_dim: int = 0) -> 'GFDE':
         """
         Wrap a (pretrained) GFNet, sharing its weights.
@@ -307,7 +371,9 @@ class GFDE(nn.Module):
             _init_weights(self.head_dist)
         layout = self.config.backbone.block_layout()
         for branch, b in zip(self.exits, self.config.exit_blocks):
-            fresh = ExitBranch(layout[b - 1][2], num_classes, self.config.exit_hidden_dim)
+            dim = layout[b - 1][2]
+            fresh = ExitBranch(dim, num_classes, self.config.exit_hidden_dim,
+                               self.backbone.make_norm(dim))
             fresh.apply(_init_weights)
             branch.head = fresh.head.to(device)
         self.config = GFDEConfig(self.backbone.config, self.config.exit_blocks,

@@ -22,9 +22,14 @@ from gfde_perception.models.layers import (
     Block, DownLayer, FILTER_FORMS, LAYER_NORM_EPS, PatchEmbed)
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 
 NUM_STAGES = 4
+# Sane bounds (the official GFNet-H-B has 36 blocks of width <= 768 at 224-384 px): a crafted
+# bundle manifest cannot make the loader build an absurd model.
+LIMITS = {'img_size': 2048, 'patch_size': 64, 'in_chans': 64, 'num_classes': 100000,
+          'embed_dim': 4096, 'depth': 128}
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,9 @@ class GFNetConfig:
     def __post_init__(self):
         for name in ('img_size', 'patch_size', 'in_chans', 'num_classes', 'embed_dim', 'depth'):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f'{name} must be a positive int, got {value!r}')
+            limit = LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ConfigError(f'{name} must be an int in [1, {limit}], got {value!r}')
         if self.img_size % self.patch_size:
             raise ConfigError(
                 f'img_size {self.img_size} is not a multiple of patch_size {self.patch_size}')
@@ -91,8 +97,9 @@ class GFNetConfig:
                     raise ConfigError(f'hierarchical GFNet needs {name} with {NUM_STAGES} '
                                       f'values, got {value!r}')
                 value = tuple(int(v) for v in value)
-                if min(value) < 1:
-                    raise ConfigError(f'{name} must be positive, got {value}')
+                limit = LIMITS['depth' if name == 'depths' else 'embed_dim']
+                if min(value) < 1 or max(value) > limit:
+                    raise ConfigError(f'{name} must lie in [1, {limit}], got {value}')
                 object.__setattr__(self, name, value)
             if self.grid % (2 ** (NUM_STAGES - 1)):
                 raise ConfigError(
@@ -184,7 +191,7 @@ class GFNet(nn.Module):
             self.blocks = nn.ModuleList(blocks)
         self.pos_embed = nn.Parameter(torch.zeros(1, c.grid * c.grid, first_dim))
         self.pos_drop = nn.Dropout(c.drop_rate)
-        self.norm = nn.LayerNorm(c.num_features, eps=LAYER_NORM_EPS)
+        self.norm = self.make_norm(c.num_features)
         self.head = nn.Linear(c.num_features, c.num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(_init_weights)
@@ -227,10 +234,36 @@ class GFNet(nn.Module):
             x = blocks[i](x)
         return x
 
+    @staticmethod
+    def make_norm(dim: int) -> nn.Module:
+        """Return the norm applied to tokens before pooling (the final one and each exit's)."""
+        return nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+
+    @staticmethod
+    def exit_feature(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """
+        Pooled feature before ``norm``'s affine part (what exit training caches).
+
+        LayerNorm's affine part commutes with the mean over tokens
+        (``mean(g * x_hat + b) = g * mean(x_hat) + b``), so the affine-free normalised mean
+        token is all an exit needs: (B, N, C) -> (B, C).
+        """
+        return F.layer_norm(x, norm.normalized_shape, eps=norm.eps).mean(1)
+
+    @staticmethod
+    def apply_norm(norm: nn.Module, feature: torch.Tensor) -> torch.Tensor:
+        """Apply an exit norm's affine part to a cached :meth:`exit_feature`."""
+        return feature * norm.weight + norm.bias
+
+    @staticmethod
+    def pool(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """Tokens (B, N, C) -> normalised pooled feature (B, C)."""
+        return norm(x).mean(1)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> pooled feature (B, num_features): final norm then mean over tokens."""
         x = self.run_blocks(self.embed(x), 0, self.num_blocks)
-        return self.norm(x).mean(1)
+        return self.pool(x, self.norm)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled feature -> logits."""

@@ -44,6 +44,29 @@ def _circular_pad(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     return torch.cat(parts, dim=3) if len(parts) > 1 else x
 
 
+@torch.no_grad()
+def filter_impulse_response(complex_weight: torch.Tensor, size: int) -> torch.Tensor:
+    """
+    Return the spatial kernel k (C, S, S) of a global filter, ``filter(x) = x (*) k`` (circular).
+
+    :param complex_weight: the filter's (S, S // 2 + 1, C, 2) weight (reference layout).
+    :param size: grid side S.
+
+    The filter is linear and shift-invariant on the torus, so its response to a unit impulse at
+    the origin is its whole action; computing it with ``rfft2``/``irfft2`` (rather than from a
+    closed formula) keeps the exact treatment of the DC and Nyquist columns that ``irfft2``
+    applies to a non-Hermitian product. Float64 on the CPU: done once, at conversion time.
+    """
+    s = size
+    dim = complex_weight.shape[2]
+    delta = torch.zeros(1, s, s, dim, dtype=torch.float64)
+    delta[0, 0, 0, :] = 1.0
+    spec = torch.fft.rfft2(delta, dim=(1, 2), norm='ortho')
+    weight = torch.view_as_complex(complex_weight.detach().to('cpu', torch.float64).contiguous())
+    k = torch.fft.irfft2(spec * weight, s=(s, s), dim=(1, 2), norm='ortho')  # (1, S, S, C)
+    return k[0].permute(2, 0, 1).contiguous()  # (C, S, S)
+
+
 class GlobalFilter(nn.Module):
     """
     GFNet's global filter in the training (FFT) form.
@@ -70,22 +93,8 @@ class GlobalFilter(nn.Module):
 
     @torch.no_grad()
     def impulse_response(self) -> torch.Tensor:
-        """
-        Return the spatial kernel k (dim, size, size) with ``filter(x) = x (*) k`` (circular).
-
-        The filter is linear and shift-invariant on the torus, so its response to a unit impulse
-        at the origin is its whole action; computing it through :meth:`forward` (rather than
-        from a closed formula) keeps the exact treatment of the DC and Nyquist columns that
-        ``irfft2`` applies to a non-Hermitian product.
-        """
-        s = self.size
-        # On the CPU in float64, whatever the module's device: done once, at conversion time.
-        delta = torch.zeros(1, s * s, self.dim, dtype=torch.float64)
-        delta[0, 0, :] = 1.0
-        spec = torch.fft.rfft2(delta.view(1, s, s, self.dim), dim=(1, 2), norm='ortho')
-        weight = torch.view_as_complex(self.complex_weight.detach().to('cpu', torch.float64))
-        k = torch.fft.irfft2(spec * weight, s=(s, s), dim=(1, 2), norm='ortho')  # (1, S, S, C)
-        return k[0].permute(2, 0, 1).contiguous()  # (C, S, S)
+        """Return the spatial kernel k (dim, size, size) with ``filter(x) = x (*) k``."""
+        return filter_impulse_response(self.complex_weight, self.size)
 
 
 class CircularConvFilter(nn.Module):

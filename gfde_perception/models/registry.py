@@ -1,22 +1,44 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-The one model registry: every GFNet/GFDE variant and every teacher is built here.
+The one model registry: every model family, every named variant, built from names or configs.
 
-GFNet variants take the official names and hyper-parameters of the reference implementation
-(raoyongming/GFNet, ``main_gfnet.py``); the ``gfnet-edge-*`` variants are small-input models
-(patch 4) for robot-scale datasets. Any :class:`GFNetConfig` or :class:`GFDEConfig` field can
-be overridden by keyword.
+A *family* is a config dataclass (frozen, validated, bounded, with ``to_dict``/``from_dict`` and a
+``family`` name) plus the module it builds. Every module exposes the segment interface the
+runtime, the bundle and the benchmark use: ``segments[k](x) -> (features, pooled)``,
+``exit_heads[k](pooled) -> logits``, ``num_exits`` and ``forward(x) -> GFDEOutput``.
+
+Families: ``gfde`` (a GFNet or GFNet-C backbone with distillation head and early exits: the
+method), ``convnet`` and ``mobilenetv2`` (baselines and the from-scratch teacher) and
+``efficientnet-lite0`` (the ImageNet-pretrained CNN shipped on PyPI).
+
+Named variants: GFNet variants take the official names and hyper-parameters of the reference
+implementation (raoyongming/GFNet, ``main_gfnet.py``); ``gfnet-edge-*`` are small isotropic
+GFNets (patch 4); ``gfnet-c-*`` are GFNet-C students; ``cnn-*``, ``resnet-*`` and
+``mobilenetv2-*`` are baselines and teachers. Any field of a variant's config can be overridden
+by keyword.
 """
 
-import importlib
 from typing import Mapping
 
 from gfde_perception.errors import ConfigError
-from gfde_perception.models.gfde import GFDE, GFDEConfig
+from gfde_perception.models.baselines import (
+    ConvNet, ConvNetConfig, MobileNetV2, MobileNetV2Config)
+from gfde_perception.models.gfde import build_backbone, GFDE, GFDEConfig
 from gfde_perception.models.gfnet import GFNet, GFNetConfig
+from gfde_perception.models.gfnet_c import GFNetCConfig
+from gfde_perception.models.teachers import (
+    build_efficientnet_lite0, EfficientNetLite0, EfficientNetLite0Config)
 import torch
 
+
+# family name -> (config class, module class)
+FAMILIES = {
+    GFDEConfig.family: (GFDEConfig, GFDE),
+    ConvNetConfig.family: (ConvNetConfig, ConvNet),
+    MobileNetV2Config.family: (MobileNetV2Config, MobileNetV2),
+    EfficientNetLite0Config.family: (EfficientNetLite0Config, EfficientNetLite0),
+}
 
 _ISO = {'patch_size': 16, 'img_size': 224, 'num_classes': 1000, 'mlp_ratio': 4.0}
 _HIER = {'patch_size': 4, 'img_size': 224, 'num_classes': 1000, 'mlp_ratio': 4.0,
@@ -42,31 +64,83 @@ GFNET_VARIANTS = {
     'gfnet-edge-64': {'img_size': 64, 'patch_size': 4, 'in_chans': 3, 'num_classes': 10,
                       'embed_dim': 192, 'depth': 12},
 }
+# GFNet-C: convolutional stem, then GFNet blocks on a small grid (models/gfnet_c.py); sized for
+# robot-scale inputs on CPUs (docs/MODEL.md says how they were chosen).
+GFNET_C_VARIANTS = {
+    'gfnet-c-28': {'img_size': 28, 'in_chans': 1, 'num_classes': 10,
+                   'stem_channels': (24, 64), 'stem_strides': (2, 2), 'embed_dims': (64,),
+                   'depths': (4,), 'mlp_ratio': 3.0},
+    'gfnet-c-32': {'img_size': 32, 'in_chans': 3, 'num_classes': 10,
+                   'stem_channels': (24, 64), 'stem_strides': (2, 2), 'embed_dims': (96,),
+                   'depths': (4,), 'mlp_ratio': 3.0},
+    'gfnet-c-64': {'img_size': 64, 'in_chans': 3, 'num_classes': 10,
+                   'stem_channels': (24, 48, 96), 'stem_strides': (2, 2, 2),
+                   'embed_dims': (96,), 'depths': (4,), 'mlp_ratio': 3.0},
+}
+# Baselines and from-scratch teachers: (family, config arguments).
+OTHER_VARIANTS = {
+    # The classic small CNN a user writes first: four 3x3 convolutions with BatchNorm in two
+    # stages, a 128-wide hidden layer (0.47 M parameters at 28x28 grey).
+    'cnn-28': (ConvNetConfig.family, {'img_size': 28, 'in_chans': 1, 'widths': (32, 64),
+                                      'convs': 2, 'pool': 'flatten', 'hidden': 128}),
+    'cnn-32': (ConvNetConfig.family, {'img_size': 32, 'in_chans': 3, 'widths': (32, 64),
+                                      'convs': 2, 'pool': 'flatten', 'hidden': 128}),
+    # A ResNet-style CNN for small inputs: the from-scratch teacher.
+    'resnet-28': (ConvNetConfig.family, {'img_size': 28, 'in_chans': 1, 'widths': (64, 128, 256),
+                                         'convs': 3, 'residual': True, 'pool': 'avg',
+                                         'hidden': 0, 'drop_rate': 0.2}),
+    'resnet-32': (ConvNetConfig.family, {'img_size': 32, 'in_chans': 3, 'widths': (64, 128, 256),
+                                         'convs': 3, 'residual': True, 'pool': 'avg',
+                                         'hidden': 0, 'drop_rate': 0.2}),
+    # MobileNetV2 for small inputs: the paper's stage table from 32 px on (stride-1 stem, two
+    # down-samplings to a 7x7 map at 28 px), width 0.5.
+    'mobilenetv2-28': (MobileNetV2Config.family, {
+        'img_size': 28, 'in_chans': 1, 'width_mult': 0.5, 'stem_stride': 1,
+        'stages': ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 1), (6, 96, 3, 1)),
+        'last_channels': 640}),
+    'mobilenetv2-32': (MobileNetV2Config.family, {
+        'img_size': 32, 'in_chans': 3, 'width_mult': 0.5, 'stem_stride': 1,
+        'stages': ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1)),
+        'last_channels': 640}),
+    'efficientnet-lite0': (EfficientNetLite0Config.family, {}),
+}
 OFFICIAL_NAMES = ('gfnet-ti', 'gfnet-xs', 'gfnet-s', 'gfnet-b',
                   'gfnet-h-ti', 'gfnet-h-s', 'gfnet-h-b')
 _GFDE_KEYS = ('exit_blocks', 'distill_head', 'exit_hidden_dim')
 
 
-def _teachers() -> Mapping:
-    """Return the training engineer's teachers (``models/teachers.py``); empty until it exists."""
-    try:
-        module = importlib.import_module('gfde_perception.models.teachers')
-    except ModuleNotFoundError as exc:
-        if exc.name != 'gfde_perception.models.teachers':
-            raise
-        return {}
-    return dict(getattr(module, 'TEACHERS', {}))
-
-
 def list_models() -> list:
-    """Names that :func:`build_model` accepts: GFNet variants, then teachers."""
-    return list(GFNET_VARIANTS) + sorted(set(_teachers()) - set(GFNET_VARIANTS))
+    """Names that :func:`build_model` accepts: GFNet, GFNet-C, then the other variants."""
+    return list(GFNET_VARIANTS) + list(GFNET_C_VARIANTS) + list(OTHER_VARIANTS)
 
 
-def default_exit_blocks(config: GFNetConfig) -> tuple:
-    """Return the default early exits: stage ends (GFNet-H) or the quarter points of the depth."""
+def config_from_dict(data: Mapping):
+    """
+    Build any family's config from its dict (``family`` selects; absent means 'gfde').
+
+    :raises ConfigError: unknown family or an invalid config.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f'model config must be a mapping, got {type(data).__name__}')
+    family = data.get('family', GFDEConfig.family)
+    if family not in FAMILIES:
+        raise ConfigError(f'unknown model family {family!r}; known: {sorted(FAMILIES)}')
+    return FAMILIES[family][0].from_dict(data)
+
+
+def build_from_config(config) -> torch.nn.Module:
+    """Instantiate the module a (validated) family config describes, randomly initialised."""
+    for config_cls, module_cls in FAMILIES.values():
+        if type(config) is config_cls:
+            return module_cls(config)
+    raise ConfigError(f'not a registered model config: {type(config).__name__}')
+
+
+def default_exit_blocks(config) -> tuple:
+    """Return the default early exits: stage ends (staged backbones) or the depth's quarters."""
     depth = config.total_depth
-    if config.hierarchical:
+    if getattr(config, 'hierarchical', False) or (
+            isinstance(config, GFNetCConfig) and len(config.depths) > 1):
         ends, acc = [], 0
         for n in config.depths[:-1]:
             acc += n
@@ -76,48 +150,58 @@ def default_exit_blocks(config: GFNetConfig) -> tuple:
     return tuple(b for b in points if 1 <= b < depth)
 
 
-def gfnet_config(name: str, **overrides) -> GFNetConfig:
-    """Return the :class:`GFNetConfig` of a registered variant, with overrides applied."""
-    if name not in GFNET_VARIANTS:
-        raise ConfigError(f'unknown GFNet variant {name!r}; known: {list(GFNET_VARIANTS)}')
-    args = dict(GFNET_VARIANTS[name])
-    if args.get('hierarchical'):
-        # An isotropic override name on a hierarchical variant is almost surely a mistake.
-        for bad, good in (('embed_dim', 'embed_dims'), ('depth', 'depths')):
-            if bad in overrides:
-                raise ConfigError(f'{name} is hierarchical: override {good}, not {bad}')
+def gfnet_config(name: str, **overrides):
+    """Return the backbone config (GFNet or GFNet-C) of a registered variant, with overrides."""
+    if name in GFNET_C_VARIANTS:
+        args, config_cls = dict(GFNET_C_VARIANTS[name]), GFNetCConfig
+    elif name in GFNET_VARIANTS:
+        args, config_cls = dict(GFNET_VARIANTS[name]), GFNetConfig
+        if args.get('hierarchical'):
+            # An isotropic override name on a hierarchical variant is almost surely a mistake.
+            for bad, good in (('embed_dim', 'embed_dims'), ('depth', 'depths')):
+                if bad in overrides:
+                    raise ConfigError(f'{name} is hierarchical: override {good}, not {bad}')
+    else:
+        raise ConfigError(f'unknown GFNet variant {name!r}; known: '
+                          f'{list(GFNET_VARIANTS) + list(GFNET_C_VARIANTS)}')
     args.update(overrides)
-    unknown = set(args) - set(GFNetConfig.__dataclass_fields__)
+    unknown = set(args) - set(config_cls.__dataclass_fields__)
     if unknown:
         raise ConfigError(f'unknown overrides for {name}: {sorted(unknown)}')
-    return GFNetConfig(**args)
+    return config_cls(**args)
 
 
 def build_model(name: str, **overrides):
     """
-    Build a registered model.
+    Build a registered model, randomly initialised (``efficientnet-lite0``: ImageNet weights).
 
-    GFNet variants return a :class:`GFDE` (exits at :func:`default_exit_blocks` unless
-    ``exit_blocks`` is given; ``distill_head`` defaults to True), or the plain :class:`GFNet`
-    with ``backbone_only=True``. Teachers return whatever their factory builds
-    (``num_classes``, ``in_chans``, ``pretrained`` keywords).
+    GFNet and GFNet-C variants return a :class:`GFDE` (exits at :func:`default_exit_blocks`
+    unless ``exit_blocks`` is given; ``distill_head`` defaults to True), or the bare backbone
+    with ``backbone_only=True``. Other variants return their family's module; every config
+    field is an override (``efficientnet-lite0`` also takes ``pretrained``).
 
     :raises ConfigError: unknown name or bad override.
     """
-    if name not in GFNET_VARIANTS:
-        teachers = _teachers()
-        if name in teachers:
-            return teachers[name](**overrides)
+    if name in GFNET_VARIANTS or name in GFNET_C_VARIANTS:
+        backbone_only = bool(overrides.pop('backbone_only', False))
+        gfde_args = {k: overrides.pop(k) for k in _GFDE_KEYS if k in overrides}
+        config = gfnet_config(name, **overrides)
+        if backbone_only:
+            if gfde_args:
+                raise ConfigError(f'{sorted(gfde_args)} need a GFDE, not backbone_only=True')
+            return build_backbone(config)
+        gfde_args.setdefault('exit_blocks', default_exit_blocks(config))
+        return GFDE(GFDEConfig(backbone=config, **gfde_args))
+    if name not in OTHER_VARIANTS:
         raise ConfigError(f'unknown model {name!r}; known: {list_models()}')
-    backbone_only = bool(overrides.pop('backbone_only', False))
-    gfde_args = {k: overrides.pop(k) for k in _GFDE_KEYS if k in overrides}
-    config = gfnet_config(name, **overrides)
-    if backbone_only:
-        if gfde_args:
-            raise ConfigError(f'{sorted(gfde_args)} need a GFDE, not backbone_only=True')
-        return GFNet(config)
-    gfde_args.setdefault('exit_blocks', default_exit_blocks(config))
-    return GFDE(GFDEConfig(backbone=config, **gfde_args))
+    family, args = OTHER_VARIANTS[name]
+    config_cls = FAMILIES[family][0]
+    if family == EfficientNetLite0Config.family:
+        pretrained = bool(overrides.pop('pretrained', True))
+        config = config_cls.from_dict({**args, **overrides})
+        return build_efficientnet_lite0(config.num_classes, config.in_chans, pretrained,
+                                        config.img_size)
+    return build_from_config(config_cls.from_dict({**args, **overrides}))
 
 
 def _unwrap(state_dict: Mapping) -> dict:

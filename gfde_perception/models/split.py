@@ -32,9 +32,8 @@ import math
 from typing import Mapping, NamedTuple, Optional
 
 from gfde_perception.errors import ConfigError
-from gfde_perception.models.efficientnet_segments import (
-    EfficientNetLite0Config, SegmentedEfficientNet)
-from gfde_perception.models.gfde import GFDE, GFDEConfig
+from gfde_perception.models.efficientnet_segments import segment_count, staged
+from gfde_perception.models.registry import build_from_config, config_from_dict, FAMILIES
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -45,13 +44,6 @@ TAILS = ('student', 'teacher')
 ROBOT_PARTS = ('head', 'encoder', 'quantiser')
 MAX_BITS = 8
 _MAX_DIM = 65536
-
-# Model families a split model can be built from, by name: (config class, module class). Until
-# the registry builds every family from its config, this table is the split model's registry.
-FAMILIES = {
-    'gfde': (GFDEConfig, GFDE),
-    'efficientnet-lite0': (EfficientNetLite0Config, SegmentedEfficientNet),
-}
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:
@@ -70,37 +62,10 @@ def _check_keys(what: str, data, allowed: tuple, required: tuple = ()) -> None:
         raise ConfigError(f'{what} lacks {missing}')
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model of a registered family: its name and its config (a frozen dataclass)."""
-
-    family: str
-    config: object
-
-    def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ConfigError(f'unknown model family {self.family!r}; known: '
-                              f'{sorted(FAMILIES)}')
-        kind = FAMILIES[self.family][0]
-        if not isinstance(self.config, kind):
-            raise ConfigError(f'a {self.family} model needs a {kind.__name__}, got '
-                              f'{type(self.config).__name__}')
-
-    def build(self) -> nn.Module:
-        """Instantiate the module (untrained weights)."""
-        return FAMILIES[self.family][1](self.config)
-
-    def to_dict(self) -> dict:
-        """Return a JSON-ready dict."""
-        return {'family': self.family, 'config': self.config.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> 'ModelSpec':
-        """Build from :meth:`to_dict` output."""
-        _check_keys('model spec', data, ('family', 'config'), ('family', 'config'))
-        if data['family'] not in FAMILIES:
-            raise ConfigError(f"unknown model family {data['family']!r}")
-        return cls(data['family'], FAMILIES[data['family']][0].from_dict(data['config']))
+def _check_model_config(name: str, config) -> None:
+    if not any(type(config) is family[0] for family in FAMILIES.values()):
+        raise ConfigError(f'{name} must be the config of a registered model family, got '
+                          f'{type(config).__name__}')
 
 
 @dataclass(frozen=True)
@@ -218,8 +183,8 @@ class SplitConfig:
     """
     Architecture of a split model (registered family ``'gfde-split'``).
 
-    :ivar head: the robot's model (the distilled student); its segments ``0 .. split-1`` run on
-        the robot.
+    :ivar head: config of the robot's model (any registered family: the distilled student); its
+        segments ``0 .. split-1`` run on the robot.
     :ivar split: segments run on the robot, in [1, head num_exits - 1].
     :ivar input_shape: (C, H, W) the head takes (after preprocessing).
     :ivar head_features: what segment ``split - 1`` of the head returns.
@@ -227,25 +192,27 @@ class SplitConfig:
     :ivar tail_features: what the tail's first segment takes (for a student tail, the same as
         ``head_features``).
     :ivar bottleneck: encoder, quantisation and decoder sizes.
-    :ivar teacher: the teacher model, for ``tail = 'teacher'`` only.
-    :ivar teacher_split: first teacher segment run on the server.
+    :ivar teacher: config of the teacher (any registered family), for ``tail = 'teacher'``
+        only.
+    :ivar teacher_split: first teacher segment run on the server (EfficientNet-Lite0 counts its
+        seven stages, see ``models/efficientnet_segments.py``).
     """
 
-    head: ModelSpec
+    head: object
     split: int
     input_shape: tuple
     head_features: FeatureShape
     tail: str = 'student'
     tail_features: Optional[FeatureShape] = None
     bottleneck: BottleneckConfig = field(default_factory=BottleneckConfig)
-    teacher: Optional[ModelSpec] = None
+    teacher: Optional[object] = None
     teacher_split: int = 0
 
     family = FAMILY
 
     def __post_init__(self):
-        for name, kind in (('head', ModelSpec), ('head_features', FeatureShape),
-                           ('bottleneck', BottleneckConfig)):
+        _check_model_config('head', self.head)
+        for name, kind in (('head_features', FeatureShape), ('bottleneck', BottleneckConfig)):
             if not isinstance(getattr(self, name), kind):
                 raise ConfigError(f'{name} must be a {kind.__name__}')
         try:
@@ -264,7 +231,7 @@ class SplitConfig:
             object.__setattr__(self, 'tail_features', self.head_features)
         if not isinstance(self.tail_features, FeatureShape):
             raise ConfigError('tail_features must be a FeatureShape')
-        head_exits = self.head.config.num_exits
+        head_exits = self.head.num_exits
         _check_int('split', self.split, 1, max(1, head_exits - 1))
         if self.split >= head_exits:
             raise ConfigError(f'split must leave a segment to the tail: {head_exits} '
@@ -278,10 +245,11 @@ class SplitConfig:
             if self.tail_features != self.head_features:
                 raise ConfigError('a student tail takes the head features unchanged')
         else:
-            if not isinstance(self.teacher, ModelSpec):
-                raise ConfigError('a teacher tail needs a teacher ModelSpec')
+            if self.teacher is None:
+                raise ConfigError('a teacher tail needs a teacher config')
+            _check_model_config('teacher', self.teacher)
             _check_int('teacher_split', self.teacher_split, 1,
-                       max(1, self.teacher.config.num_exits - 1))
+                       max(1, segment_count(self.teacher) - 1))
 
     @property
     def num_exits(self) -> int:
@@ -318,15 +286,21 @@ class SplitConfig:
         teacher = data.get('teacher')
         tail_features = data.get('tail_features')
         return cls(
-            head=ModelSpec.from_dict(data['head']), split=data['split'],
+            head=_model_config(data['head'], 'head'), split=data['split'],
             input_shape=tuple(data['input_shape']),
             head_features=FeatureShape.from_dict(data['head_features']),
             tail=data.get('tail', 'student'),
             tail_features=(FeatureShape.from_dict(tail_features)
                            if tail_features is not None else None),
             bottleneck=BottleneckConfig.from_dict(data.get('bottleneck', {})),
-            teacher=ModelSpec.from_dict(teacher) if teacher is not None else None,
+            teacher=_model_config(teacher, 'teacher') if teacher is not None else None,
             teacher_split=data.get('teacher_split', 0))
+
+
+def _model_config(data, name: str):
+    if not isinstance(data, Mapping) or 'family' not in data:
+        raise ConfigError(f'{name} must be a model config with a "family"')
+    return config_from_dict(data)
 
 
 def server_parts(config: SplitConfig) -> tuple:
@@ -483,14 +457,15 @@ class SplitModel(nn.Module):
             raise ConfigError(f'a {config.tail}-tail split model has no parts {sorted(unknown)}')
         self.parts = wanted
         cfg = config.bottleneck
-        self.head = config.head.build() if 'head' in wanted else None
+        self.head = build_from_config(config.head) if 'head' in wanted else None
         self.encoder = Encoder(config.head_features, cfg) if 'encoder' in wanted else None
         self.quantiser = (Quantiser(cfg.channels, cfg.bits) if 'quantiser' in wanted
                           else None)
         self.decoder = Decoder(cfg, config.tail_features) if 'decoder' in wanted else None
         self.teacher_tail = None
         if 'teacher_tail' in wanted:
-            self.teacher_tail = TeacherTail(config.teacher.build(), config.teacher_split)
+            self.teacher_tail = TeacherTail(staged(build_from_config(config.teacher)),
+                                            config.teacher_split)
 
     @staticmethod
     def all_parts(config: SplitConfig) -> tuple:

@@ -19,16 +19,18 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
 
-def imgmsg_to_array(msg: Image) -> np.ndarray:
+def imgmsg_to_array(msg: Image,
+                    max_bytes: int = image_codec.DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """
     Decode a ``sensor_msgs/Image`` into an RGB ``(H, W, 3)`` or grey ``(H, W)`` array.
 
     :param msg: the image message.
+    :param max_bytes: decode budget in bytes (see :mod:`gfde_perception.image_codec`).
     :return: the array (possibly a read-only view of ``msg.data``).
-    :raises ImageError: the message is not decodable; the reason says why.
+    :raises ImageError: the message is not decodable; the reason and kind say why.
     """
     return image_codec.raw_to_array(msg.encoding, msg.height, msg.width, msg.step,
-                                    msg.is_bigendian, msg.data)
+                                    msg.is_bigendian, msg.data, max_bytes)
 
 
 def array_to_imgmsg(array: np.ndarray, encoding: str = 'rgb8', header=None,
@@ -55,15 +57,17 @@ def array_to_imgmsg(array: np.ndarray, encoding: str = 'rgb8', header=None,
     return msg
 
 
-def compressed_imgmsg_to_array(msg: CompressedImage) -> np.ndarray:
+def compressed_imgmsg_to_array(
+        msg: CompressedImage, max_bytes: int = image_codec.DEFAULT_MAX_DECODE_BYTES) -> np.ndarray:
     """
     Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) into an array.
 
     :param msg: the compressed image message.
+    :param max_bytes: decode budget in bytes, checked from the header before decoding.
     :return: RGB ``(H, W, 3)`` or grey ``(H, W)``.
-    :raises ImageError: unsupported format or corrupt data.
+    :raises ImageError: unsupported format, corrupt data or over the budget (see its kind).
     """
-    return image_codec.compressed_to_array(msg.format, bytes(msg.data))
+    return image_codec.compressed_to_array(msg.format, bytes(msg.data), max_bytes)
 
 
 def array_to_compressed_imgmsg(array: np.ndarray, format: str = 'jpeg',  # noqa: A002

@@ -89,6 +89,7 @@ class InferenceWorker:
         self.mailbox = LatestFrameMailbox()
         self.top_k = 5
         self.warn_period_s = 5.0
+        self.decode_max_bytes = params.DEFAULTS['decode.max_bytes']
         self.last_result = None
         self._warned = {}  # reason -> (last warning time, suppressed count)
         self._seq = {}
@@ -151,10 +152,10 @@ class InferenceWorker:
         start = time.monotonic()
         queue_ms = (start - frame.arrival) * 1e3
         try:
-            image = (compressed_imgmsg_to_array(frame.msg) if frame.compressed
-                     else imgmsg_to_array(frame.msg))
+            decode = compressed_imgmsg_to_array if frame.compressed else imgmsg_to_array
+            image = decode(frame.msg, self.decode_max_bytes)
         except ImageError as exc:
-            kind = bad_input_kind(str(exc))
+            kind = bad_input_kind(exc)
             self.stats.frame_dropped(DROP_BAD_INPUT, kind)
             self._warn(f'bad:{kind}', f'bad image on {frame.topic}: {exc}')
             return
@@ -162,7 +163,7 @@ class InferenceWorker:
         try:
             result = self.classifier.classify(image)
         except ImageError as exc:  # e.g. non-finite pixels found by preprocessing
-            kind = bad_input_kind(str(exc))
+            kind = bad_input_kind(exc)
             self.stats.frame_dropped(DROP_BAD_INPUT, kind)
             self._warn(f'bad:{kind}', f'bad image on {frame.topic}: {exc}')
             return
@@ -233,6 +234,7 @@ class ClassifierNodeMixin:
                                       self.get_logger(), self.stats)
         self.worker.top_k = self.values['top_k']
         self.worker.warn_period_s = self.values['bad_input_warn_period_s']
+        self.worker.decode_max_bytes = self.values['decode.max_bytes']
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -305,6 +307,7 @@ class ClassifierNodeMixin:
         if self.worker is not None:
             self.worker.top_k = merged['top_k']
             self.worker.warn_period_s = merged['bad_input_warn_period_s']
+            self.worker.decode_max_bytes = merged['decode.max_bytes']
         if policy is not None:
             self.get_logger().info(f'exit policy now: {policy.describe()}'
                                    if self.classifier is not None else

@@ -15,6 +15,7 @@ import math
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from gfde_perception.errors import ConfigError
+from gfde_perception.image_codec import DEFAULT_MAX_DECODE_BYTES, MAX_DECODE_BYTES_RANGE
 from gfde_perception.stats import HealthBounds
 
 BACKENDS = ('auto', 'tensorrt', 'cuda', 'torch', 'torch-compile', 'onnxruntime')
@@ -154,6 +155,11 @@ PARAMETERS = (
     ParamSpec('bad_input_warn_period_s', 'double', 5.0,
               'At most one bad-input warning per this many seconds (all are counted).',
               low=0.0, high=3600.0),
+    # --- input ------------------------------------------------------------------------------
+    ParamSpec('decode.max_bytes', 'int', DEFAULT_MAX_DECODE_BYTES,
+              'Decode budget: a frame whose header announces more than this many decoded bytes '
+              '(width x height x channels x bytes per channel) is refused before decoding.',
+              low=MAX_DECODE_BYTES_RANGE[0], high=MAX_DECODE_BYTES_RANGE[1]),
 )
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 BY_NAME = {p.name: p for p in PARAMETERS}

@@ -1,7 +1,7 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-Backbone backends: run GFDE segment k on an input and hand back (tokens, pooled).
+Backbone backends: run GFDE segment k on an input and hand back (features, pooled).
 
 Each backend owns the model copy it runs, a preallocated host input buffer that preprocessing
 writes into, and a way to bring the pooled feature of an exit to the host for the CPU worker.
@@ -57,7 +57,7 @@ CHOICE_FILE = 'backend_choice.json'
 class SegmentRun(NamedTuple):
     """One executed segment: its outputs (backend-native) and how long it took."""
 
-    tokens: object
+    features: object
     pooled: object
     elapsed_ms: Callable  # () -> float; may wait for the device
     finished: Callable  # () -> bool without waiting
@@ -98,7 +98,7 @@ class Backend:
         raise NotImplementedError
 
     def run_segment(self, k: int, x) -> SegmentRun:
-        """Run segment ``k`` on ``x`` (the start handle or the previous segment's tokens)."""
+        """Run segment ``k`` on ``x`` (the start handle or the previous segment's features)."""
         raise NotImplementedError
 
     def pooled_to_numpy(self, pooled) -> np.ndarray:
@@ -112,7 +112,7 @@ class Backend:
         for k in range(self.num_exits):
             run = self.run_segment(k, x)
             pooled.append(self.pooled_to_numpy(run.pooled).copy())
-            x = run.tokens
+            x = run.features
         return pooled
 
     def close(self):
@@ -136,9 +136,9 @@ class TorchBackend(Backend):
     def run_segment(self, k, x):
         t0 = time.perf_counter()
         with torch.inference_mode():
-            tokens, pooled = self.segments[k](x)
+            features, pooled = self.segments[k](x)
         ms = (time.perf_counter() - t0) * 1e3
-        return SegmentRun(tokens, pooled, lambda: ms, _done)
+        return SegmentRun(features, pooled, lambda: ms, _done)
 
     def pooled_to_numpy(self, pooled):
         return pooled[0].numpy()
@@ -219,7 +219,7 @@ def _export_segment(segment, example, path: str, opset: int):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)  # "legacy exporter": known, chosen
         torch.onnx.export(segment, (example,), path, input_names=['x'],
-                          output_names=['tokens', 'pooled'], opset_version=opset, dynamo=False)
+                          output_names=['features', 'pooled'], opset_version=opset, dynamo=False)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -268,9 +268,9 @@ class OnnxRuntimeBackend(Backend):
 
     def run_segment(self, k, x):
         t0 = time.perf_counter()
-        tokens, pooled = self.sessions[k].run(None, {'x': x})
+        features, pooled = self.sessions[k].run(None, {'x': x})
         ms = (time.perf_counter() - t0) * 1e3
-        return SegmentRun(tokens, pooled, lambda: ms, _done)
+        return SegmentRun(features, pooled, lambda: ms, _done)
 
     def pooled_to_numpy(self, pooled):
         return pooled[0]
@@ -325,7 +325,7 @@ class CudaBackend(Backend):
         begin, end = self._events[k]
         begin.record()
         with torch.inference_mode():
-            tokens, pooled = self.segments[k](x)
+            features, pooled = self.segments[k](x)
             self._pooled_host[k].copy_(pooled[0], non_blocking=True)
         end.record()
         self._pooled_ready[k].record()
@@ -333,7 +333,7 @@ class CudaBackend(Backend):
         def elapsed(b=begin, e=end):
             e.synchronize()
             return b.elapsed_time(e)
-        return SegmentRun(tokens, k, elapsed, end.query)
+        return SegmentRun(features, k, elapsed, end.query)
 
     def pooled_to_numpy(self, pooled):
         k = pooled  # the handle is the exit index: the copy lands in a pinned buffer

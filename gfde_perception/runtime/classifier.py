@@ -17,13 +17,14 @@ frame is preprocessed into it; warm-up frames run at load; the profile is a boun
 
 from concurrent.futures import ThreadPoolExecutor
 import logging
+import math
 import threading
 import time
 from typing import Optional, Union
 
 from gfde_perception.bundle import Bundle, load_bundle
 from gfde_perception.errors import BackendError, ConfigError
-from gfde_perception.gating import should_exit
+from gfde_perception.gating import exits_now
 from gfde_perception.preprocessing import preprocess
 from gfde_perception.runtime.backends import load_backend
 from gfde_perception.runtime.config import RuntimeConfig
@@ -71,7 +72,7 @@ class Classifier:
         self.model_id = f'{bundle.name}@{bundle.checksum[:12]}'
         self._gate = bundle.gate
         self._spec = bundle.preprocessing
-        self._top_k = min(config.top_k, bundle.config.backbone.num_classes)
+        self._top_k = min(config.top_k, bundle.config.num_classes)
         self._lock = threading.Lock()
         self._closed = False
         self._pool = None
@@ -202,18 +203,20 @@ class Classifier:
     # -- the frame ------------------------------------------------------------------------
 
     def _classify(self, image, policy: ExitPolicy, speculative: bool, pooled: bool) -> tuple:
+        # The per-frame path: everything here is paid on every camera frame, so it does only
+        # what the result needs (one softmax per exit, reused for the gate and the top-k).
         thresholds = policy.thresholds()
-        mark = self._meter.begin()
+        meter = self._meter
+        mark = meter.begin() if meter.available else None
         t0 = time.perf_counter()
         preprocess(image, self._spec, out=self._backend.input)
         t1 = time.perf_counter()
-        with torch.inference_mode():
-            exit_k, logits, confs, head_ms, seg_ms, n_spec = self._run(thresholds, speculative,
-                                                                       pooled)
+        exit_k, probs, confs, head_ms, seg_ms, n_spec = self._run(thresholds, speculative,
+                                                                  pooled)
         t2 = time.perf_counter()
-        energy = self._meter.end(mark) if self._meter.available else self._unknown_energy
+        energy = meter.end(mark) if mark is not None else self._unknown_energy
         timings = StageTimings((t1 - t0) * 1e3, seg_ms, head_ms, (t2 - t0) * 1e3)
-        top = top_classes(logits, self.labels, self._top_k)
+        top = top_classes(probs, self.labels, self._top_k)
         result = Result(
             class_id=top[0].class_id, label=top[0].label, score=top[0].score, top_k=top,
             exit_index=exit_k, num_exits=self.num_exits,
@@ -225,17 +228,21 @@ class Classifier:
             exit_device=EXIT_DEVICE if pooled else INLINE_EXIT_DEVICE, model_id=self.model_id,
             energy=energy)
         record = FrameRecord(timings.preprocess_ms, seg_ms, head_ms, timings.inference_ms,
-                             exit_k, confs, energy.joules if energy.measured else float('nan'),
+                             exit_k, confs, energy.joules if energy.measured else math.nan,
                              n_spec)
         return result, record
 
     def _head_task(self, k: int, pooled) -> tuple:
-        # Runs on a worker thread: wait for the feature on the host, then head + gate.
+        # Runs on a worker thread (or inline): the feature on the host, then head, softmax, gate.
         feature = self._backend.pooled_to_numpy(pooled)
         t0 = time.perf_counter()
         logits = self._heads[k](feature)
-        conf = float(self._gate.confidence(logits))
-        return logits, conf, (time.perf_counter() - t0) * 1e3
+        if not np.isfinite(logits).all():
+            raise BackendError(f'exit {k} produced non-finite logits')
+        z = np.exp(logits - logits.max(), dtype=np.float64)
+        probs = z / z.sum()
+        conf = self._gate.confidence_from_probs(probs)
+        return probs, conf, (time.perf_counter() - t0) * 1e3
 
     def _run(self, thresholds: tuple, speculative: bool, pooled: bool) -> tuple:
         """Run segments and exits until one is taken; the scheduler of one frame."""
@@ -246,22 +253,22 @@ class Classifier:
         discarded = None
         k = 0
         while True:
+            ahead = None
             if pooled:
                 future = self._pool.submit(self._head_task, k, run.pooled)
+                # Speculate only where exit k is in doubt or certainly not taken: a threshold
+                # <= 0 exits for sure, so running segment k+1 would be pure waste.
+                if speculative and k < last and thresholds[k] > 0.0:
+                    ahead = backend.run_segment(k + 1, run.features)
+                probs, conf, ms = future.result()
             else:
-                future = _Done(self._head_task(k, run.pooled))
-            ahead = None
-            # Speculate only where exit k is in doubt or certainly not taken: a threshold <= 0
-            # exits for sure, so running segment k+1 would be pure waste.
-            if speculative and pooled and k < last and thresholds[k] > 0.0:
-                ahead = backend.run_segment(k + 1, run.tokens)
-            logits, conf, ms = future.result()
+                probs, conf, ms = self._head_task(k, run.pooled)
             confs.append(conf)
             head_ms.append(ms)
-            if k == last or should_exit(conf, thresholds[k]):
+            if k == last or exits_now(conf, thresholds[k]):
                 discarded = ahead
                 break
-            run = ahead if ahead is not None else backend.run_segment(k + 1, run.tokens)
+            run = ahead if ahead is not None else backend.run_segment(k + 1, run.features)
             executed.append(run)
             k += 1
         seg_ms = [r.elapsed_ms() for r in executed]
@@ -272,7 +279,7 @@ class Classifier:
             # time only if it already finished, never wait for it.
             if discarded.finished():
                 seg_ms.append(discarded.elapsed_ms())
-        return k, logits, tuple(confs), tuple(head_ms), tuple(seg_ms), n_spec
+        return k, probs, tuple(confs), tuple(head_ms), tuple(seg_ms), n_spec
 
     # -- load-time work -----------------------------------------------------------------------
 
@@ -316,16 +323,6 @@ class Classifier:
                                 f'{self._backend.name}')
         LOG.info('%s: schedule %s, exit heads %s (%s)', self.model_id, self.schedule,
                  self.exit_device, self.schedule_reason)
-
-
-class _Done:
-    """A finished future, for heads run inline."""
-
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
 
 
 def _in_features(head: torch.nn.Module) -> int:

@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional, Union
 
 from gfde_perception.errors import ConfigError, FeatureError
 from gfde_perception.feature_codec import FeaturePacket
-from gfde_perception.gating import should_exit
+from gfde_perception.gating import should_exit, softmax
 from gfde_perception.models.split import dequantise
 from gfde_perception.preprocessing import preprocess
 from gfde_perception.runtime.result import Result, StageTimings, top_classes
@@ -52,9 +52,7 @@ def _load(bundle_or_path) -> SplitBundle:
 
 
 def _blocks_per_exit(bundle: SplitBundle) -> tuple:
-    # GFDE heads count blocks; other families count segments.
-    head = bundle.config.head.config
-    return tuple(getattr(head, 'blocks_per_exit', range(1, head.num_exits + 1)))
+    return tuple(bundle.config.head.blocks_per_exit)
 
 
 class SplitRobot:
@@ -111,12 +109,12 @@ class SplitRobot:
                     s0 = time.perf_counter()
                     features, pooled = self._segments[k](features)
                     s1 = time.perf_counter()
-                    logits = self._heads[k](pooled)[0].numpy()
-                    confs.append(float(self._gate.confidence(logits)))
+                    probs = softmax(self._heads[k](pooled)[0].numpy())
+                    confs.append(float(self._gate.confidence_from_probs(probs)))
                     seg_ms.append((s1 - s0) * 1e3)
                     head_ms.append((time.perf_counter() - s1) * 1e3)
                     if should_exit(confs[-1], self.thresholds[k]):
-                        result = self._result(k, logits, confs, t0, t1, seg_ms, head_ms,
+                        result = self._result(k, probs, confs, t0, t1, seg_ms, head_ms,
                                               'robot')
                         return RobotOutcome(result, None)
                 s0 = time.perf_counter()
@@ -124,12 +122,12 @@ class SplitRobot:
                 seg_ms.append((time.perf_counter() - s0) * 1e3)
             packet = FeaturePacket.from_codes(codes, self._bits, self._scale, self._zero_point,
                                               self.model_id, self.split)
-            result = self._result(self.split - 1, logits, confs, t0, t1, seg_ms, head_ms,
+            result = self._result(self.split - 1, probs, confs, t0, t1, seg_ms, head_ms,
                                   'robot-fallback')
             return RobotOutcome(result, packet)
 
-    def _result(self, k, logits, confs, t0, t1, seg_ms, head_ms, side) -> Result:
-        top = top_classes(logits, self.labels, self._top_k)
+    def _result(self, k, probs, confs, t0, t1, seg_ms, head_ms, side) -> Result:
+        top = top_classes(probs, self.labels, self._top_k)
         timings = StageTimings((t1 - t0) * 1e3, tuple(seg_ms), tuple(head_ms),
                                (time.perf_counter() - t0) * 1e3)
         return Result(
@@ -194,7 +192,7 @@ class SplitServer:
             with torch.inference_mode():
                 logits = self.model.tail_logits(self.model.decode(values))[0].numpy()
             t2 = time.perf_counter()
-        top = top_classes(logits, self.labels, self._top_k)
+        top = top_classes(softmax(logits), self.labels, self._top_k)
         # preprocess_ms is the unpacking and dequantisation here; the tail is one segment.
         timings = StageTimings((t1 - t0) * 1e3, ((t2 - t1) * 1e3,), (), (t2 - t0) * 1e3)
         return Result(

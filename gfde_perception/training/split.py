@@ -3,7 +3,7 @@
 """
 The split step (``gfde-train --step split``): a robot head, a bottleneck and a server tail.
 
-Reads an existing run's outputs (the student bundle; for a teacher tail, the teacher file) and
+Reads an existing run's outputs (the student bundle; for a teacher tail, the teacher bundle) and
 writes one split bundle. The student's first ``split`` segments stay the robot's head; a learned
 encoder squeezes their features to ``bottleneck.channels`` channels quantised to
 ``bottleneck.bits`` (quantisation-aware: fake quantisation with a straight-through gradient);
@@ -34,18 +34,16 @@ from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import ConfigError
 from gfde_perception.feature_codec import packed_size
 from gfde_perception.gating import GateConfig
-from gfde_perception.models.efficientnet_segments import (
-    EfficientNetLite0Config, SegmentedEfficientNet)
+from gfde_perception.models.efficientnet_segments import staged
 from gfde_perception.models.split import (
-    BottleneckConfig, ModelSpec, probe_features, SplitConfig, SplitModel,
-    TAILS, TeacherTail)
+    BottleneckConfig, probe_features, SplitConfig, SplitModel, TAILS, TeacherTail)
 from gfde_perception.preprocessing import preprocess_batch
 from gfde_perception.split_bundle import save_split_bundle, SplitBundle
 from gfde_perception.training.calibration import calibrate_thresholds, cascade_report
 from gfde_perception.training.config import _build, OptimConfig, TrainConfig
 from gfde_perception.training.data import AugmentConfig, iterate_batches
 from gfde_perception.training.loop import accuracy, fit, write_json
-from gfde_perception.training.teacher import load_teacher
+from gfde_perception.training.teacher import TEACHER_FILE
 import numpy as np
 import torch
 from torch import nn
@@ -60,8 +58,8 @@ class SplitStepConfig:
     The ``split:`` section of a training config.
 
     :ivar student_bundle: the student bundle to split (default: the run's bundle).
-    :ivar teacher_file: the teacher file, for a teacher tail (default:
-        ``<output_dir>/teacher.safetensors``).
+    :ivar teacher_bundle: the teacher bundle, for a teacher tail (default:
+        ``<output_dir>/teacher.gfde``).
     :ivar bundle: output (default ``<output_dir>/<name>-split.gfde``).
     :ivar tail: 'student' or 'teacher'.
     :ivar split: student segments run on the robot.
@@ -77,7 +75,7 @@ class SplitStepConfig:
     """
 
     student_bundle: Optional[str] = None
-    teacher_file: Optional[str] = None
+    teacher_bundle: Optional[str] = None
     bundle: Optional[str] = None
     tail: str = 'student'
     split: int = 1
@@ -136,14 +134,9 @@ class _Trainee(nn.Module):
 
 
 def _teacher_segments(path):
-    teacher, manifest = load_teacher(path)
-    build = manifest['build']
-    if build.get('factory') != 'efficientnet-lite0':
-        raise ConfigError(f'a teacher tail needs a teacher with segments; only '
-                          f'efficientnet-lite0 is wrapped today, got {sorted(build)}')
-    config = EfficientNetLite0Config(build['num_classes'], build['in_chans'],
-                                     build['image_size'])
-    return SegmentedEfficientNet(config, net=teacher).eval(), config, manifest['preprocessing']
+    """The teacher bundle's model with stage-wise segments, its config and preprocessing."""
+    teacher = load_bundle(path)
+    return staged(teacher.build_model()).eval(), teacher.config, teacher.preprocessing
 
 
 def build_split_model(step: SplitStepConfig, student, student_spec, teacher_path=None):
@@ -160,10 +153,10 @@ def build_split_model(step: SplitStepConfig, student, student_spec, teacher_path
         teacher, teacher_config, teacher_spec = _teacher_segments(teacher_path)
         teacher_input = (teacher_spec.channels,) + tuple(teacher_spec.input_size)
         tail_features = probe_features(teacher, teacher_input, step.teacher_split)
-        teacher_model = ModelSpec('efficientnet-lite0', teacher_config)
+        teacher_model = teacher_config
         teacher_parts = (teacher, teacher_spec)
     config = SplitConfig(
-        head=ModelSpec('gfde', student.config), split=step.split, input_shape=input_shape,
+        head=student.config, split=step.split, input_shape=input_shape,
         head_features=head_features, tail=step.tail, tail_features=tail_features,
         bottleneck=step.bottleneck, teacher=teacher_model,
         teacher_split=step.teacher_split if step.tail == 'teacher' else 0)
@@ -272,7 +265,7 @@ def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> 
     if tuple(student_bundle.labels) != tuple(splits.classes):
         raise ConfigError(f'the student bundle labels {student_bundle.labels} are not the '
                           f'classes of the data {splits.classes}')
-    teacher_path = step.teacher_file or out_dir / 'teacher.safetensors'
+    teacher_path = step.teacher_bundle or out_dir / TEACHER_FILE
     model, teacher_parts = build_split_model(step, student, spec, teacher_path)
     frozen = [model.head] if teacher_parts is None or not step.train_head else []
     if model.teacher_tail is not None:

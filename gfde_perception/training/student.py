@@ -12,6 +12,7 @@ teacher's argmax on a mirrored or 2-pixel-shifted garment rarely changes.
 
 from pathlib import Path
 
+from gfde_perception.distillation import distillation_loss
 from gfde_perception.errors import ConfigError
 from gfde_perception.training.config import StudentConfig, TrainConfig
 from gfde_perception.training.loop import accuracy, fit, predict, write_json
@@ -19,47 +20,43 @@ import numpy as np
 
 
 def build_student(cfg: StudentConfig, num_classes: int):
-    """Build the GFDE student from the registry, sized for its preprocessing and classes."""
-    from gfde_perception.models import build_model, GFDE
+    """Build the student from the registry, sized for its preprocessing and classes."""
+    from gfde_perception.models import build_model
+    from gfde_perception.models.registry import GFNET_C_VARIANTS, GFNET_VARIANTS
 
     spec = cfg.preprocessing.spec()
     if spec.input_size[0] != spec.input_size[1]:
-        raise ConfigError(f'GFNet students need a square input, got {spec.input_size}')
+        raise ConfigError(f'students need a square input, got {spec.input_size}')
     overrides = dict(cfg.overrides)
     for key, value in (('num_classes', num_classes), ('in_chans', spec.channels),
                        ('img_size', spec.input_size[0])):
         if overrides.setdefault(key, value) != value:
             raise ConfigError(f'student.overrides.{key}={overrides[key]} contradicts the data '
                               f'and preprocessing ({key}={value})')
-    overrides.setdefault('distill_head', True)
-    model = build_model(cfg.model, **overrides)
-    if not isinstance(model, GFDE):
-        raise ConfigError(f'student.model {cfg.model!r} is not a GFNet variant')
-    return model
+    if cfg.model in GFNET_VARIANTS or cfg.model in GFNET_C_VARIANTS:
+        overrides.setdefault('distill_head', True)
+    return build_model(cfg.model, **overrides)
 
 
 def student_loss(cfg: StudentConfig, teacher_logits):
-    """Loss for :func:`~gfde_perception.training.loop.fit` using precomputed teacher logits."""
+    """
+    Loss for :func:`~gfde_perception.training.loop.fit` using precomputed teacher logits.
+
+    Without teacher logits both heads learn the labels (the ablation, and the baselines), so a
+    student has the same architecture and inference rule as its distilled twin. Early exits are
+    trained jointly with weight ``cfg.exit_weight``, by the same rule as the final heads.
+    """
     import torch
-    import torch.nn.functional as F
 
     table = None if teacher_logits is None else torch.from_numpy(np.asarray(teacher_logits))
-    smoothing = cfg.optim.label_smoothing
+    kind = cfg.distillation if table is not None else 'none'
 
     def loss_fn(model, inputs, labels, indices):
         out = model(inputs)
-        if table is None:
-            # No teacher: both heads learn the labels (the ablation), so the student has the
-            # same architecture and inference rule as its distilled twin.
-            loss = 0.5 * (F.cross_entropy(out.cls_logits, labels, label_smoothing=smoothing)
-                          + F.cross_entropy(out.dist_logits, labels,
-                                            label_smoothing=smoothing))
-        else:
-            from gfde_perception.distillation import distillation_loss
-
-            teacher = table[torch.from_numpy(np.asarray(indices))]
-            loss = distillation_loss(out, labels, teacher, kind=cfg.distillation, tau=cfg.tau,
-                                     alpha=cfg.alpha)
+        teacher = None if table is None else table[torch.from_numpy(np.asarray(indices))]
+        loss = distillation_loss(out, labels, teacher, kind=kind, tau=cfg.tau, alpha=cfg.alpha,
+                                 exit_weight=cfg.exit_weight,
+                                 label_smoothing=cfg.optim.label_smoothing)
         return loss, out.logits
     return loss_fn
 

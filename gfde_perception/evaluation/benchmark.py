@@ -1,0 +1,280 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+The model benchmark: GFDE against the networks a user would deploy instead, side by side.
+
+Every row is a ``.gfde`` bundle run by the one runtime path (:class:`~gfde_perception.runtime.
+Classifier`: preprocessing, backbone segments, exit heads, gates, result), on the same frames,
+backend and thread count, in one process. The protocol is /work/shared/BENCHMARKING.md's:
+batch 1, warm-up frames discarded, the rows timed in rotating blocks of frames (never frame by
+frame), the whole comparison repeated, and every ratio taken within one repeat and reported as
+the median over repeats, with the load average before and after.
+
+A row names a role: ``teacher``, ``cnn`` (a plain small CNN), ``mobilenetv2``, ``no_exits``
+(the GFDE student run to its final exit), ``gfde`` (the student with its calibrated exits) and
+optionally ``no_distill`` (the same student trained without the teacher). :data:`TARGETS` are
+the bars the default model must clear; :func:`check_targets` says which are met, with numbers.
+"""
+
+from dataclasses import dataclass
+import math
+import os
+import time
+from typing import Optional, Sequence
+
+from gfde_perception.errors import ConfigError
+from gfde_perception.evaluation.configurations import build_configuration, ConfigurationSpec
+from gfde_perception.evaluation.offline import host_info, run_offline
+from gfde_perception.evaluation.report import configuration_summary
+import numpy as np
+
+ROLES = ('teacher', 'cnn', 'mobilenetv2', 'no_exits', 'no_distill', 'gfde')
+# (name, what, candidate role, baseline role, kind, bound). Kinds: 'ratio' (candidate mean
+# latency / baseline mean latency <= bound), 'speedup' (baseline / candidate >= bound),
+# 'acc_ge' (candidate accuracy >= baseline accuracy - bound points), 'acc_min' (candidate
+# accuracy >= bound percent).
+TARGETS = (
+    ('teacher_accuracy', 'teacher top-1 >= 94.0%', 'teacher', None, 'acc_min', 94.0),
+    ('gfde_vs_cnn_accuracy', 'GFDE with exits at least as accurate as the plain CNN', 'gfde',
+     'cnn', 'acc_ge', 0.0),
+    ('gfde_vs_cnn_latency', 'GFDE mean latency <= 0.5x the plain CNN', 'gfde', 'cnn', 'ratio',
+     0.5),
+    ('gfde_vs_teacher_latency', 'GFDE mean latency <= 0.25x the teacher', 'gfde', 'teacher',
+     'ratio', 0.25),
+    ('gfde_vs_mobilenetv2_latency', 'GFDE mean latency <= 0.5x MobileNetV2', 'gfde',
+     'mobilenetv2', 'ratio', 0.5),
+    ('gfde_vs_teacher_accuracy', 'GFDE within 1.0 point of the teacher', 'gfde', 'teacher',
+     'acc_ge', 1.0),
+    ('exits_speedup', 'exits: >= 2x less mean latency than the same student without them',
+     'gfde', 'no_exits', 'speedup', 2.0),
+    ('exits_accuracy', 'exits: <= 0.5 point loss against the same student without them',
+     'gfde', 'no_exits', 'acc_ge', 0.5),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmarked model: a role, a bundle path and the exit policy it runs with."""
+
+    role: str
+    path: str
+    policy: str = 'default'
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ConfigError(f'benchmark role must be one of {ROLES}, got {self.role!r}')
+
+    def spec(self) -> ConfigurationSpec:
+        """Return the evaluation configuration of this row."""
+        kind = 'teacher' if self.role == 'teacher' else 'bundle'
+        return ConfigurationSpec(self.role, kind, self.path,
+                                 'default' if kind == 'teacher' else self.policy)
+
+
+def _summaries(run) -> dict:
+    return {r.name: configuration_summary(run, r) for r in run.configurations}
+
+
+def run_benchmark(rows: Sequence[Row], frames: Sequence, *, backends=('onnxruntime', 'torch'),
+                  repeats: int = 3, block: int = 200, warmup: int = 50, threads: int = 1,
+                  progress: bool = True, log=print) -> dict:
+    """
+    Run every row on every frame, per backend, ``repeats`` times; return a JSON-ready result.
+
+    :param rows: the models (roles unique).
+    :param frames: a list of ``(image, label, stamp_ns)``.
+    :param backends: runtime backends, each timed separately (rows never mix backends).
+    :param repeats: whole comparisons per backend; ratios are medians over them.
+    :param block: frames per block of the rotating order.
+    :param warmup: frames run untimed through every row first.
+    :param threads: intra-op threads of every row (torch and onnxruntime alike).
+    :return: ``{'rows', 'backends': {name: {'repeats': [...], 'summary': {...}}}, 'host',
+        'settings', 'load'}``.
+    """
+    from gfde_perception.runtime import RuntimeConfig
+
+    roles = [r.role for r in rows]
+    if len(set(roles)) != len(roles):
+        raise ConfigError(f'benchmark roles must be unique, got {roles}')
+    if repeats < 1:
+        raise ConfigError(f'repeats must be >= 1, got {repeats}')
+    result = {'rows': [{'role': r.role, 'path': r.path, 'policy': r.policy} for r in rows],
+              'backends': {}, 'host': host_info(threads),
+              'settings': {'repeats': repeats, 'block': block, 'warmup': warmup,
+                           'threads': threads, 'frames': len(frames),
+                           'order': 'rotating-blocks'},
+              'load': {'before': list(os.getloadavg())}}
+    started = time.perf_counter()
+    for backend in backends:
+        config = RuntimeConfig(backend=backend, threads=threads)
+        configurations = [build_configuration(r.spec(), config) for r in rows]
+        try:
+            names = {c.spec.name: c.describe().get('backend') for c in configurations}
+            log(f'benchmark: {backend}: rows run on {names}')
+            repeat_summaries = []
+            for i in range(repeats):
+                # Rotate the starting row too, so no row always runs first in a block.
+                order = configurations[i % len(rows):] + configurations[:i % len(rows)]
+                run = run_offline(frames, order, warmup=warmup if i == 0 else 0,
+                                  order='rotating-blocks', block=block, progress=progress,
+                                  threads=threads)
+                repeat_summaries.append(_summaries(run))
+                log(f'benchmark: {backend} repeat {i + 1}/{repeats} done, load '
+                    f'{os.getloadavg()[0]:.2f}')
+            result['backends'][backend] = {
+                'runs_on': names, 'repeats': repeat_summaries,
+                'summary': summarize(repeat_summaries)}
+        finally:
+            for c in configurations:
+                c.close()
+    result['load']['after'] = list(os.getloadavg())
+    result['seconds'] = time.perf_counter() - started
+    return result
+
+
+def summarize(repeats: Sequence[dict]) -> dict:
+    """Per role: accuracy, medians over repeats of p50/mean/p99, exit fractions; ratios."""
+    roles = list(repeats[0])
+    out = {'roles': {}, 'ratios': {}}
+    for role in roles:
+        lat = [r[role]['latency_ms'] for r in repeats]
+        accs = {r[role]['accuracy'] for r in repeats}
+        if len(accs) != 1:
+            raise ConfigError(f'{role}: predictions differ between repeats ({sorted(accs)})')
+        first = repeats[0][role]
+        out['roles'][role] = {
+            'accuracy': first['accuracy'], 'frames': first['frames'],
+            'p50_ms': float(np.median([v['p50'] for v in lat])),
+            'mean_ms': float(np.median([v['mean'] for v in lat])),
+            'p99_ms': float(np.median([v['p99'] for v in lat])),
+            'mean_ms_per_repeat': [v['mean'] for v in lat],
+            'exit_fractions': first['exit_histogram']['fractions'],
+            'blocks_fraction': first['blocks_fraction'],
+            'backend': first['info'].get('backend'),
+        }
+    for cand in roles:
+        for base in roles:
+            if cand == base:
+                continue
+            ratios = [r[cand]['latency_ms']['mean'] / r[base]['latency_ms']['mean']
+                      for r in repeats]
+            p50 = [r[cand]['latency_ms']['p50'] / r[base]['latency_ms']['p50'] for r in repeats]
+            out['ratios'][f'{cand}/{base}'] = {
+                'mean_ratio': float(np.median(ratios)), 'mean_ratio_per_repeat': ratios,
+                'p50_ratio': float(np.median(p50))}
+    return out
+
+
+def check_targets(summary: dict) -> list:
+    """Evaluate :data:`TARGETS` on one backend's summary; missing roles are 'not measured'."""
+    roles, ratios = summary['roles'], summary['ratios']
+    out = []
+    for key, what, cand, base, kind, bound in TARGETS:
+        row = {'target': key, 'what': what, 'value': None, 'met': None, 'detail': ''}
+        if cand not in roles or (base is not None and base not in roles):
+            row['detail'] = 'not measured (row missing)'
+            out.append(row)
+            continue
+        if kind == 'acc_min':
+            value = 100.0 * roles[cand]['accuracy']
+            row.update(value=value, met=value >= bound, detail=f'{value:.2f}%')
+        elif kind == 'acc_ge':
+            gap = 100.0 * (roles[base]['accuracy'] - roles[cand]['accuracy'])
+            row.update(value=gap, met=gap <= bound + 1e-9,
+                       detail=f'{100 * roles[cand]["accuracy"]:.2f}% vs '
+                              f'{100 * roles[base]["accuracy"]:.2f}% ({-gap:+.2f} points)')
+        else:
+            ratio = ratios[f'{cand}/{base}']['mean_ratio']
+            if kind == 'ratio':
+                row.update(value=ratio, met=ratio <= bound, detail=f'{ratio:.3f}x')
+            else:
+                row.update(value=1.0 / ratio, met=1.0 / ratio >= bound,
+                           detail=f'{1.0 / ratio:.2f}x less')
+        out.append(row)
+    return out
+
+
+def _fmt(value, spec='.3f') -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '-'
+    return format(value, spec)
+
+
+def benchmark_markdown(result: dict, command: str, plots: Sequence[str] = (),
+                       primary: str = 'onnxruntime') -> str:
+    """Render docs/BENCHMARK.md from a :func:`run_benchmark` result (nothing typed by hand)."""
+    s = result['settings']
+    host = result['host']
+    lines = [
+        '# Benchmark: GFDE against the networks a user would deploy instead', '',
+        f'Generated by `{command}`. Every figure on this page is computed from that run '
+        f"(`{result.get('json', 'benchmark.json')}`); nothing is typed by hand.", '',
+        f"Protocol: {s['frames']} frames per row, batch 1, {s['threads']} thread(s) for every "
+        f"row and backend, preprocessing included, every row run by the same runtime path "
+        f"(`gfde_perception.runtime.Classifier`); rows timed in rotating blocks of "
+        f"{s['block']} frames, {s['warmup']} warm-up frames discarded, the whole comparison "
+        f"repeated {s['repeats']} times per backend; latencies are medians over the repeats "
+        'and every ratio is taken within a repeat, then the median over repeats is reported.',
+        '',
+        f"Machine: {host.get('machine')} ({host.get('cpu_count')} CPUs), torch "
+        f"{host.get('torch')}, CUDA: {'yes' if host.get('cuda') else 'no'}. Load average "
+        f"before {', '.join(f'{v:.2f}' for v in result['load']['before'])}, after "
+        f"{', '.join(f'{v:.2f}' for v in result['load']['after'])}; run took "
+        f"{result.get('seconds', 0) / 60:.1f} min.", '']
+    for backend, data in result['backends'].items():
+        summary = data['summary']
+        lines += [f'## Backend: {backend}', '',
+                  '| row | model | top-1 | p50 ms | mean ms | p99 ms | mean vs cnn | '
+                  'exits taken |', '|---|---|---|---|---|---|---|---|']
+        for row in result['rows']:
+            r = summary['roles'].get(row['role'])
+            if r is None:
+                continue
+            vs = summary['ratios'].get(f"{row['role']}/cnn", {}).get('mean_ratio')
+            exits = ' / '.join(f'{100 * f:.0f}%' for f in r['exit_fractions'])
+            lines.append(
+                f"| {row['role']} | `{os.path.basename(row['path'])}` | "
+                f"{100 * r['accuracy']:.2f}% | {_fmt(r['p50_ms'])} | {_fmt(r['mean_ms'])} | "
+                f"{_fmt(r['p99_ms'])} | {_fmt(vs, '.2f') + 'x' if vs else '-'} | {exits} |")
+        lines += ['', '| target | measured | met |', '|---|---|---|']
+        for t in check_targets(summary):
+            verdict = {True: 'yes', False: '**no**', None: '-'}[t['met']]
+            lines.append(f"| {t['what']} | {t['detail']} | {verdict} |")
+        lines.append('')
+        if backend == primary:
+            lines += ['Mean-latency ratio of GFDE with exits per repeat: ' + '; '.join(
+                f"vs {base}: " + ', '.join(f'{v:.3f}' for v in summary['ratios'].get(
+                    f'gfde/{base}', {}).get('mean_ratio_per_repeat', []))
+                for base in ('cnn', 'teacher', 'mobilenetv2', 'no_exits')
+                if f'gfde/{base}' in summary['ratios']) + '.', '']
+    if plots:
+        lines += ['## Plots', ''] + [f'![{p}](benchmark/{p})' for p in plots] + ['']
+    return '\n'.join(lines)
+
+
+def plot_pareto(result: dict, path, title: Optional[str] = None) -> None:
+    """Accuracy against mean latency, every row, one marker per backend (log latency axis)."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only: benchmarks run on headless robots and CI
+    import matplotlib.pyplot as plt
+
+    markers = {'onnxruntime': 'o', 'torch': 's'}
+    colours = dict(zip(ROLES, ('tab:red', 'tab:blue', 'tab:purple', 'tab:orange', 'tab:brown',
+                               'tab:green')))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for backend, data in result['backends'].items():
+        for role, r in data['summary']['roles'].items():
+            ax.scatter(r['mean_ms'], 100 * r['accuracy'], s=70, c=colours.get(role, 'k'),
+                       marker=markers.get(backend, 'x'), edgecolors='black', linewidths=0.5,
+                       label=f'{role} ({backend})', zorder=3)
+            ax.annotate(role, (r['mean_ms'], 100 * r['accuracy']), textcoords='offset points',
+                        xytext=(6, 4), fontsize=8)
+    ax.set_xscale('log')
+    ax.set_xlabel('mean latency per frame, preprocessing included (ms, log scale)')
+    ax.set_ylabel('top-1 accuracy (%)')
+    ax.set_title(title or 'Accuracy against mean latency (up and left is better)')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right', ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
