@@ -100,13 +100,18 @@ def build_array(stamp, statuses) -> DiagnosticArray:
     return array
 
 
-def build_counts_status(name: str, counts: dict, info: dict, level: str = OK,
-                        message: str = '') -> DiagnosticStatus:
-    """Build a DiagnosticStatus of static facts and event counters (the split nodes')."""
+def publish_counts(node, publisher, name: str, counts: dict, info: dict) -> None:
+    """
+    Publish one DiagnosticStatus of static facts and event counters (the split nodes').
+
+    Never raises: a failed publish is logged, diagnostics must not take a node down.
+    """
     status = DiagnosticStatus()
-    status.level = LEVELS[level]
+    status.level = DiagnosticStatus.OK
     status.name = name
-    status.message = message
     status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in list(info.items())
                      + [(f'count.{k}', v) for k, v in counts.items()]]
-    return status
+    try:
+        publisher.publish(build_array(node.get_clock().now().to_msg(), [status]))
+    except Exception as exc:  # noqa: B902 - any publish failure is only logged
+        node.get_logger().warning(f'diagnostics publish failed: {exc!r}')

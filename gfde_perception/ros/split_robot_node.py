@@ -25,7 +25,7 @@ from gfde_perception.errors import GfdeError, ImageError
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import (
     compressed_imgmsg_to_array, imgmsg_to_array, packet_to_featuresmsg, result_to_msg)
-from gfde_perception.ros.diagnostics import build_array, build_counts_status
+from gfde_perception.ros.diagnostics import publish_counts
 from gfde_perception.ros.frame_mailbox import LatestFrameMailbox
 from gfde_perception.ros.node import is_compressed_topic, qos_profile, spin_node
 from gfde_perception.ros.split_parameters import bundle_path, ROBOT_PARAMETERS
@@ -192,13 +192,9 @@ class SplitRobotNode(Node):
         return counts
 
     def _diagnostics_tick(self):
-        status = build_counts_status(
-            f'{self.get_name()}: split robot', self.snapshot(),
-            {'model_id': self.robot.model_id, 'deadline_ms': self.values['deadline_ms']})
-        try:
-            self._diagnostics.publish(build_array(self.get_clock().now().to_msg(), [status]))
-        except Exception as exc:  # diagnostics must never take the node down
-            self.get_logger().warning(f'diagnostics publish failed: {exc!r}')
+        publish_counts(self, self._diagnostics, f'{self.get_name()}: split robot',
+                       self.snapshot(), {'model_id': self.robot.model_id,
+                                         'deadline_ms': self.values['deadline_ms']})
 
     def destroy_node(self):
         """Stop the worker, answer every pending frame with its fallback, destroy the node."""

@@ -20,7 +20,7 @@ from gfde_msgs.msg import Classification, SplitFeatures
 from gfde_perception.errors import FeatureError, GfdeError
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import featuresmsg_to_packet, result_to_msg
-from gfde_perception.ros.diagnostics import build_array, build_counts_status
+from gfde_perception.ros.diagnostics import publish_counts
 from gfde_perception.ros.node import qos_profile, spin_node
 from gfde_perception.ros.split_parameters import bundle_path, SERVER_PARAMETERS
 from gfde_perception.runtime.split import SplitServer
@@ -124,12 +124,8 @@ class SplitServerNode(Node):
             return dict(self.counts)
 
     def _diagnostics_tick(self):
-        status = build_counts_status(f'{self.get_name()}: split server', self.snapshot(),
-                                     {'model_id': self.server.model_id})
-        try:
-            self._diagnostics.publish(build_array(self.get_clock().now().to_msg(), [status]))
-        except Exception as exc:  # diagnostics must never take the node down
-            self.get_logger().warning(f'diagnostics publish failed: {exc!r}')
+        publish_counts(self, self._diagnostics, f'{self.get_name()}: split server',
+                       self.snapshot(), {'model_id': self.server.model_id})
 
     def destroy_node(self):
         """Stop the worker, then destroy the node."""
