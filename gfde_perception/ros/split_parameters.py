@@ -36,6 +36,9 @@ ROBOT_PARAMETERS = (
               low=1.0, high=600000.0),
     ParamSpec('qos.reliability', 'string', 'best_effort',
               'Reliability of the camera subscription.', read_only=True, choices=RELIABILITIES),
+    ParamSpec('compressed', 'bool', False,
+              'true: the camera input is sensor_msgs/CompressedImage (jpeg, png); false: '
+              'sensor_msgs/Image.', read_only=True),
 )
 
 SERVER_PARAMETERS = (

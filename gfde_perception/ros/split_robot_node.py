@@ -27,7 +27,7 @@ from gfde_perception.ros.conversions import (
     compressed_imgmsg_to_array, imgmsg_to_array, packet_to_featuresmsg, result_to_msg)
 from gfde_perception.ros.diagnostics import publish_counts
 from gfde_perception.ros.frame_mailbox import LatestFrameMailbox
-from gfde_perception.ros.node import is_compressed_topic, qos_profile, spin_node
+from gfde_perception.ros.node import qos_profile, spin_node
 from gfde_perception.ros.split_parameters import bundle_path, ROBOT_PARAMETERS
 from gfde_perception.runtime.split import PendingAnswers, SplitRobot
 from rclpy.node import Node
@@ -85,7 +85,7 @@ class SplitRobotNode(Node):
         self._output = self.create_publisher(Classification, OUTPUT_TOPIC, 10)
         self._features = self.create_publisher(SplitFeatures, FEATURES_TOPIC, features_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        compressed = is_compressed_topic(IMAGE_TOPIC)
+        compressed = self.values['compressed']
         camera_qos = qos_profile(self.values['qos.reliability'], 1)
         self._image_sub = self.create_subscription(
             CompressedImage if compressed else Image, IMAGE_TOPIC,
