@@ -18,6 +18,8 @@ Modes (what crosses the link):
   sends it PNG-compressed to a ``classifier_node`` on the server;
 * ``offload-frame``: the raw camera frame goes to a ``classifier_node`` on the server.
 
+The offload server runs the whole student (exit policy ``final``).
+
 Like ``evaluation.live``, this is an evaluation module that touches ROS: ``rclpy`` and the
 message types are imported inside the functions that need them. Every wait is bounded.
 """
@@ -62,6 +64,8 @@ def server_command(mode: str, bundle: str, threads: int) -> list:
             '-p', f'model.bundle:={bundle}', '-p', 'model.backend:=torch',
             '-p', f'model.threads:={threads}', '-p', 'model.warmup:=3',
             '-p', 'model.energy:=none', '-p', f'topics:={topic}',
+            # The whole student on the server (no early exits), as the offload rows assume.
+            '-p', 'exit.policy:=final',
             '-p', 'qos.reliability:=reliable', '-p', 'qos.depth:=10']
 
 
