@@ -12,7 +12,7 @@ from gfde_perception.feature_codec import (
 from gfde_perception.models.split import (
     BottleneckConfig, dequantise, Encoder, FeatureShape, from_nchw, Quantiser, SplitConfig,
     to_nchw)
-from gfde_perception.preprocessing import preprocess
+from gfde_perception.preprocessing import input_pixels, preprocess, PreprocessSpec
 from gfde_perception.runtime.split import SplitRobot, SplitServer
 from gfde_perception.split_bundle import load_split_bundle
 import numpy as np
@@ -223,3 +223,12 @@ def test_server_refuses_packets_of_another_model_or_shape(tmp_path):
                              good.zero_point, good.data)
     with pytest.raises(FeatureError, match='shape'):
         server.process(reshaped)
+
+
+def test_input_pixels_are_what_preprocess_normalises():
+    spec = PreprocessSpec((28, 28), 'gray', (0.5,), (0.25,), 'area')
+    frame = random_images(1, size=(48, 64))[0]
+    pixels = input_pixels(frame, spec)
+    assert pixels.shape == (28, 28, 1) and pixels.dtype == np.uint8
+    expected = (pixels.transpose(2, 0, 1) / 255.0 - 0.5) / 0.25
+    assert np.allclose(preprocess(frame, spec), expected, atol=1e-5)
