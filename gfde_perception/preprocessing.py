@@ -171,7 +171,7 @@ def _crop_to_aspect(image: np.ndarray, size: tuple) -> np.ndarray:
 
 def input_pixels(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """
-    The model input's pixels before normalisation: cropped, resized, colour-converted.
+    Return the model input's pixels before normalisation: cropped, resized, colour-converted.
 
     :param image: as for :func:`preprocess`.
     :param spec: the bundle's preprocessing.

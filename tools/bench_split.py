@@ -21,8 +21,7 @@ Measures, for the split bundle(s) and the unsplit student they replace:
 5. a larger colour input (224x224 RGB, one photo shipped with matplotlib) where the bytes of the
    model input are large: bytes and compute only (no labelled colour data set here).
 
-    sudo nice -n 5 python tools/bench_split.py --split-bundle gfde_perception/data/split.gfde \\
-        --live --out docs/split
+    nice -n 5 python tools/bench_split.py --live --out docs/split   # as root, for --live
 
 Writes ``bench.json``, ``bench.md`` and ``split_latency.png`` under ``--out``.
 """
@@ -68,7 +67,7 @@ MODES = ('all on robot', 'offload frame', 'offload input (PNG)', 'split without 
 # --- compute ---------------------------------------------------------------------------------
 
 def count_macs(fn, *inputs) -> int:
-    """MACs of linear and convolution layers (and GFNet filters, FFT estimate) in ``fn``."""
+    """Count the MACs of linear and convolution layers (and GFNet filters) that ``fn`` runs."""
     total = [0]
 
     def hook(module, args, output):
@@ -101,7 +100,7 @@ def _modules(fn):
 
 
 def robot_macs(model: SplitModel, x) -> dict:
-    """MACs of the full student, of the robot side for an offloaded frame, and per exit."""
+    """Count the MACs of the full student, of an offloaded frame's robot side, of each exit."""
     head = model.head
 
     def full(inp):
@@ -161,8 +160,8 @@ def input_bytes(frames, spec) -> dict:
     return {'png': float(np.mean(png)), 'jpeg': float(np.mean(jpeg))}
 
 
-def message_sizes(split_bundle, frame) -> dict:
-    """Serialised (CDR) sizes of the messages each mode sends over the link."""
+def message_sizes(split_bundle, frames) -> dict:
+    """Mean serialised (CDR) size of the message each mode sends over the link."""
     try:
         from rclpy.serialization import serialize_message
 
@@ -171,16 +170,18 @@ def message_sizes(split_bundle, frame) -> dict:
     except ImportError:
         return {}
     spec = split_bundle.preprocessing
-    pixels = input_pixels(frame, spec)
-    pixels = pixels[:, :, 0] if spec.channels == 1 else pixels
-    packet = SplitRobot(split_bundle, thresholds=(1.0,) * split_bundle.config.split) \
-        .process(frame).packet
-    return {
-        'frame': len(serialize_message(array_to_imgmsg(frame, 'rgb8'))),
-        'input_png': len(serialize_message(array_to_compressed_imgmsg(pixels, 'png'))),
-        'input_jpeg': len(serialize_message(array_to_compressed_imgmsg(pixels, 'jpeg'))),
-        'features': len(serialize_message(packet_to_featuresmsg(packet))),
-    }
+    robot = SplitRobot(split_bundle, thresholds=(1.0,) * split_bundle.config.split)
+    sizes = {'frame': [], 'input_png': [], 'input_jpeg': [], 'features': []}
+    for frame in frames:
+        pixels = input_pixels(frame, spec)
+        pixels = pixels[:, :, 0] if spec.channels == 1 else pixels
+        sizes['frame'].append(len(serialize_message(array_to_imgmsg(frame, 'rgb8'))))
+        for fmt in ('png', 'jpeg'):
+            msg = array_to_compressed_imgmsg(pixels, fmt)
+            sizes[f'input_{fmt}'].append(len(serialize_message(msg)))
+        msg = packet_to_featuresmsg(robot.process(frame).packet)
+        sizes['features'].append(len(serialize_message(msg)))
+    return {k: float(np.mean(v)) for k, v in sizes.items()}
 
 
 # --- accuracy --------------------------------------------------------------------------------
@@ -390,19 +391,19 @@ def markdown(report) -> str:
         ('all on robot (student with exits)', '0', '-', acc['student_with_exits'],
          report['macs_mean_robot_exits'] / 1e6,
          lat['student with exits (robot)']['mean']),
-        ('offload frame (server: student)', f"{raw:,} / {msg.get('frame', '-'):,}", 100.0,
+        ('offload frame (server: student)', f"{raw:,} / {msg.get('frame', 0):,.0f}", 100.0,
          acc['student_final'], 0.0, 0.0),
-        ('offload model input, PNG', f"{b['input_png']:.0f} / {msg.get('input_png', '-')}",
+        ('offload model input, PNG', f"{b['input_png']:.0f} / {msg.get('input_png', 0):.0f}",
          100 * b['input_png'] / raw, acc['student_final'], 0.0,
          lat['model input to PNG']['mean']),
         ('offload model input, JPEG q90', f"{b['input_jpeg']:.0f} / "
-         f"{msg.get('input_jpeg', '-')}", 100 * b['input_jpeg'] / raw,
+         f"{msg.get('input_jpeg', 0):.0f}", 100 * b['input_jpeg'] / raw,
          acc['offload_input_jpeg'], 0.0, lat['model input to JPEG']['mean']),
-        ('split without exits', f"{b['features']} / {msg.get('features', '-')}",
+        ('split without exits', f"{b['features']} / {msg.get('features', 0):.0f}",
          100 * b['features'] / raw, acc['split_without_exits'], macs['robot_offloaded'] / 1e6,
          lat['split robot side, offloaded frame']['mean']),
         (f'split with exits ({100 * off:.1f}% offloaded)',
-         f"{b['features']} / {msg.get('features', '-')}", 100 * b['features'] / raw,
+         f"{b['features']} / {msg.get('features', 0):.0f}", 100 * b['features'] / raw,
          acc['split_with_exits'], report['macs_mean_split_exits'] / 1e6,
          lat['split robot side, with exits']['mean']),
     ]
@@ -464,6 +465,8 @@ def plot(report, path):
     for mode in MODES:
         entry = report['e2e'][mode]
         line, = ax.plot(rates, [e2e_ms(entry, r) for r in rates], label=mode)
+        ax.plot(rates, [e2e_ms(report['e2e_fast_server'][mode], r) for r in rates], '--',
+                color=line.get_color(), linewidth=0.8)
         live = [(r, report.get('live', {}).get(f'{mode}@{r:g}')) for r in report['rates']]
         pts = [(r, v['mean_ms']) for r, v in live if v and v.get('mean_ms') is not None]
         if pts:
@@ -472,8 +475,8 @@ def plot(report, path):
     ax.set_yscale('log')
     ax.set_xlabel('link rate (Mbit/s)')
     ax.set_ylabel('mean end-to-end latency per frame (ms)')
-    ax.set_title('Split vs local vs offload (lines: computed; dots: measured over tc tbf)',
-                 fontsize=9)
+    ax.set_title(f"Lines: computed (dashed: server {report['server_speedup']:g}x faster); "
+                 'dots: measured over tc tbf', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -528,7 +531,7 @@ def main(argv=None) -> int:
               'features': packed_size(int(np.prod(split_bundle.config.code_shape)),
                                       split_bundle.config.bottleneck.bits),
               'features_float32': split_bundle.config.head_features.numel * 4}
-    sizes = message_sizes(split_bundle, frames[0])
+    sizes = message_sizes(split_bundle, frames)
     lat = latency_table(split_bundle, student, frames, args.timing_frames, 3)
     print(f'latency: {json.dumps(lat)}', file=sys.stderr)
     e2e = e2e_model(lat, sizes, bytes_, acc['offload_rate'])
@@ -539,7 +542,7 @@ def main(argv=None) -> int:
     def crossings(model):
         return {f'{b} vs {a}': break_even(model[a], model[b]) for a, b in pairs}
     report = {
-        'split_bundle': str(args.split_bundle), 'student_bundle': str(args.student_bundle),
+        'split_bundle': _shown(args.split_bundle), 'student_bundle': _shown(args.student_bundle),
         'tail': split_bundle.config.tail, 'split': split_bundle.config.split,
         'code_shape': list(split_bundle.config.code_shape),
         'bits': split_bundle.config.bottleneck.bits, 'bytes': bytes_, 'message_bytes': sizes,
@@ -567,6 +570,12 @@ def main(argv=None) -> int:
     plot(report, out / 'split_latency.png')
     print(text)
     return 0
+
+
+def _shown(path) -> str:
+    """Return a path as the docs show it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _student_cascade(student, data):

@@ -50,7 +50,8 @@ def _classification(store, stamp_ns: int, records, i: int, class_names, image_to
             records.info.get('thresholds', []), dtype=np.float32),
         policy=str(records.info.get('policy', '')), speculative_segments=0, latency=latency,
         energy=energy, backend=str(records.info.get('backend', '')), exit_device='',
-        model_id=str(records.info.get('model_id', records.name)), source_topic=image_topic,
+        model_id=str(records.info.get('model_id', records.name)), answered_by='',
+        source_topic=image_topic,
         frame_seq=int(i))
 
 

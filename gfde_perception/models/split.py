@@ -480,13 +480,13 @@ class SplitModel(nn.Module):
 
     @property
     def robot_segments(self) -> list:
-        """The head segments run on the robot."""
+        """Return the head segments run on the robot."""
         self._need('head')
         return list(self.head.segments)[:self.config.split]
 
     @property
     def robot_exit_heads(self) -> list:
-        """The exit heads of the robot segments."""
+        """Return the exit heads of the robot segments."""
         self._need('head')
         return list(self.head.exit_heads)[:self.config.split]
 

@@ -122,6 +122,6 @@ class Result(NamedTuple):
 
 
 def top_classes(probs: np.ndarray, labels: tuple, k: int) -> tuple:
-    """The ``k`` most probable classes of one (K,) probability vector, best first."""
+    """Return the ``k`` most probable classes of one (K,) probability vector, best first."""
     order = np.argsort(-probs, kind='stable')[:k]
     return tuple(ClassScore(c, labels[c], float(probs[c])) for c in order.tolist())

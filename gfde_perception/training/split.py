@@ -134,7 +134,7 @@ class _Trainee(nn.Module):
 
 
 def _teacher_segments(path):
-    """The teacher bundle's model with stage-wise segments, its config and preprocessing."""
+    """Load the teacher bundle: model with stage-wise segments, config, preprocessing."""
     teacher = load_bundle(path)
     return staged(teacher.build_model()).eval(), teacher.config, teacher.preprocessing
 
