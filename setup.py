@@ -33,12 +33,12 @@ setup(
             'classifier_lifecycle_node = gfde_perception.ros.lifecycle_node:main',
             'split_robot_node = gfde_perception.ros.split_robot_node:main',
             'split_server_node = gfde_perception.ros.split_server_node:main',
-            # Tools.
+            # Tools, all in gfde_perception/cli/.
             'gfde-model = gfde_perception.cli.model:main',
-            'gfde-train = gfde_perception.training.cli:main',
+            'gfde-train = gfde_perception.cli.train:main',
             'gfde-infer = gfde_perception.cli.infer:main',
-            'gfde-eval = gfde_perception.evaluation.cli:main',
-            'gfde-make-bag = gfde_perception.evaluation.make_bag:main',
+            'gfde-eval = gfde_perception.cli.evaluate:main',
+            'gfde-make-bag = gfde_perception.cli.make_bag:main',
         ],
     },
 )

@@ -227,7 +227,7 @@ def write_bundle_file(path, manifest, tensors: Mapping, version=FORMAT_VERSION,
 
 
 def _umask() -> int:
-    """The process umask, read without changing it (``os.umask`` would race other threads)."""
+    """Return the process umask, read without changing it (``os.umask`` races threads)."""
     try:
         with open('/proc/self/status', encoding='ascii') as f:
             for line in f:

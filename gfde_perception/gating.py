@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import math
 from typing import Mapping, Optional
 
+from gfde_perception.choices import GATE_METRICS
 from gfde_perception.errors import ConfigError
 import numpy as np
 
 
-METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
-BASE_METRICS = ('max_softmax', 'margin', 'entropy')
+# The three statistics; 'learned' is a logistic gate over them.
+BASE_METRICS = tuple(m for m in GATE_METRICS if m != 'learned')
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -68,8 +69,8 @@ def confidence(logits: np.ndarray, metric: str = 'max_softmax',
     :param learned_weights: (w_max_softmax, w_margin, w_entropy, bias) for 'learned'.
     :raises ConfigError: unknown metric, missing learned weights, bad logits.
     """
-    if metric not in METRICS:
-        raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
+    if metric not in GATE_METRICS:
+        raise ConfigError(f'gate metric must be one of {GATE_METRICS}, got {metric!r}')
     return confidence_from_probs(softmax(_check_logits(logits)), metric, learned_weights)
 
 
@@ -96,7 +97,7 @@ def confidence_from_probs(probs: np.ndarray, metric: str = 'max_softmax',
         w = _check_learned(learned_weights)
         conf = _sigmoid(_base_features(probs) @ w[:3] + w[3])
     else:
-        raise ConfigError(f'gate metric must be one of {METRICS}, got {metric!r}')
+        raise ConfigError(f'gate metric must be one of {GATE_METRICS}, got {metric!r}')
     conf = np.clip(conf, 0.0, 1.0)
     return float(conf) if np.ndim(conf) == 0 else conf
 
@@ -111,7 +112,7 @@ def _entropy_confidence(probs: np.ndarray) -> np.ndarray:
 
 
 def _base_features(probs: np.ndarray) -> np.ndarray:
-    """The three base confidences of probabilities as (..., 3)."""
+    """Return the three base confidences of probabilities as (..., 3)."""
     return np.stack([confidence_from_probs(probs, m) * np.ones(probs.shape[:-1])
                      for m in BASE_METRICS], axis=-1)
 
@@ -184,8 +185,8 @@ class GateConfig:
     learned_weights: Optional[tuple] = None
 
     def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ConfigError(f'gate metric must be one of {METRICS}, got {self.metric!r}')
+        if self.metric not in GATE_METRICS:
+            raise ConfigError(f'gate metric must be one of {GATE_METRICS}, got {self.metric!r}')
         try:
             thr = tuple(float(t) for t in self.thresholds)
         except (TypeError, ValueError):
@@ -196,11 +197,6 @@ class GateConfig:
         if self.metric == 'learned' or self.learned_weights is not None:
             w = _check_learned(self.learned_weights)
             object.__setattr__(self, 'learned_weights', tuple(float(v) for v in w))
-
-    @property
-    def num_early_exits(self) -> int:
-        """Count the gated (early) exits."""
-        return len(self.thresholds)
 
     def confidence(self, logits: np.ndarray):
         """Confidence of one exit's logits under this gate's metric."""

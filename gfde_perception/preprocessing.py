@@ -20,9 +20,10 @@ arithmetic, so no value can overflow.
 
 from dataclasses import asdict, dataclass
 import functools
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import cv2
+from gfde_perception.choices import IMAGENET_MEAN, IMAGENET_STD
 from gfde_perception.errors import ConfigError, ImageError, ImageErrorKind
 import numpy as np
 
@@ -55,8 +56,8 @@ class PreprocessSpec:
 
     input_size: tuple = (224, 224)
     channel_order: str = 'rgb'
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
     interpolation: str = 'area'
     resize_mode: str = 'stretch'
 
@@ -230,24 +231,3 @@ def preprocess_batch(images: Iterable[np.ndarray], spec: PreprocessSpec) -> np.n
     for i, image in enumerate(images):
         preprocess(image, spec, out=batch[i])
     return batch
-
-
-def denormalize(tensor_chw: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Invert the normalisation of one (C, H, W) input into an (H, W[, 3]) uint8 image."""
-    mean = np.asarray(spec.mean, np.float32)[:, None, None]
-    std = np.asarray(spec.std, np.float32)[:, None, None]
-    pixels = np.clip((tensor_chw * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    pixels = pixels.transpose(1, 2, 0)
-    if spec.channel_order == 'bgr':
-        pixels = pixels[:, :, ::-1]
-    return pixels[:, :, 0] if spec.channels == 1 else np.ascontiguousarray(pixels)
-
-
-def spec_for_sequence(values: Sequence[float], channels: int) -> tuple:
-    """Broadcast a scalar or per-channel sequence to ``channels`` floats."""
-    values = tuple(float(v) for v in values)
-    if len(values) == 1:
-        return values * channels
-    if len(values) != channels:
-        raise ConfigError(f'need 1 or {channels} values, got {len(values)}')
-    return values

@@ -7,6 +7,7 @@ Every test run gets its own ROS_DOMAIN_ID and keeps discovery on this host, set 
 before anything initialises rclpy, so tests never talk to another run or leave the loopback.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 import random
@@ -16,11 +17,11 @@ import subprocess
 import sys
 import time
 
+from gfde_perception.workspace import dds_environment
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / 'install'
-DDS_PROFILE = REPO / 'config' / 'fastdds_large_images.xml'
 
 
 def _pick_domain_id() -> int:
@@ -33,17 +34,13 @@ def _pick_domain_id() -> int:
 
 
 def _dds_environment() -> dict:
-    env = {
+    # The package's own set-up (loopback discovery, the large-image profile), plus this run's
+    # domain, the RMW the wheels provide and plain logs from child processes.
+    return dds_environment({
         'ROS_DOMAIN_ID': str(_pick_domain_id()),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        # Line-buffered logs from child processes, so a failing test shows what they printed.
-        'PYTHONUNBUFFERED': '1',
         'RCUTILS_COLORIZED_OUTPUT': '0',
-    }
-    if DDS_PROFILE.is_file():
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(DDS_PROFILE)
-    return env
+    })
 
 
 # Applied at import time: rclpy reads these when a context is initialised.
@@ -84,8 +81,13 @@ def _dds_shm_cleanup():
 
 @pytest.fixture
 def rclpy_context():
-    """Yield an initialised rclpy Context of its own; shut it down afterwards."""
-    rclpy = pytest.importorskip('rclpy')
+    """
+    Yield an initialised rclpy Context of its own; shut it down afterwards.
+
+    rclpy is imported here, not at the top, so that the ROS-free tiers run without it; where a
+    test asks for ROS, a missing rclpy fails that test instead of skipping it unseen.
+    """
+    import rclpy
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -138,6 +140,20 @@ class NodeProcess:
                 self.popen.wait(timeout=timeout)
         self._log.close()
         return self.popen.returncode
+
+
+def tool_module(name: str):
+    """
+    Import the script ``tools/<name>.py`` as a module, from its path.
+
+    The scripts are not a package (they are the top layer, nothing imports them); loading one by
+    path leaves ``sys.path`` as it is, so no test can make another import from ``tools/``.
+    """
+    path = REPO / 'tools' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(f'gfde_tools_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def installed_executable(name: str) -> Path:

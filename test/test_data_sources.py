@@ -9,6 +9,7 @@ import struct
 import cv2
 from gfde_perception.errors import DatasetError
 from gfde_perception.preprocessing import preprocess, PreprocessSpec
+from gfde_perception.recording import make_bag, MakeBagConfig
 from gfde_perception.training.data import (
     augment, AugmentConfig, FASHION_MNIST_DIR, iterate_batches, LabelledImages,
     load_bag_frames, load_fashion_mnist, load_image_folder, make_splits, read_idx,
@@ -179,12 +180,11 @@ def test_labelled_images_validate_labels():
 
 
 def test_bag_frames_become_a_labelled_set(tmp_path):
-    make_bag = pytest.importorskip('gfde_perception.evaluation.make_bag')
     rng = np.random.default_rng(5)
     images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(6)]
     labels = [0, 1, 1, 0, 1, 0]
-    cfg = make_bag.MakeBagConfig(image_topic='/cam', label_topic='/label', encoding='rgb8')
-    make_bag.make_bag(tmp_path / 'bag', images, labels, ('left', 'right'), cfg)
+    cfg = MakeBagConfig(image_topic='/cam', label_topic='/label', encoding='rgb8')
+    make_bag(tmp_path / 'bag', images, labels, ('left', 'right'), cfg)
     data = load_bag_frames(tmp_path / 'bag', '/cam', ('left', 'right'), label_topic='/label')
     assert data.classes == ('left', 'right')
     assert list(data.labels) == labels

@@ -9,8 +9,8 @@ numpy, so the reader is checked against an independent writer rather than agains
 
 import json
 
+from gfde_perception import recording
 from gfde_perception.errors import BagError
-from gfde_perception.evaluation import bags
 import numpy as np
 import pytest
 
@@ -37,7 +37,7 @@ def _write_bag(path, images, labels, classes, storage='mcap', label_kind='string
 
     store = get_typestore(Stores.ROS2_KILTED)
     if label_kind == 'classification':
-        store = bags.make_typestore()
+        store = recording.make_typestore()
     types = store.types
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     stamps = stamps or [START + i * PERIOD for i in range(len(images))]
@@ -103,7 +103,7 @@ def _classification(types, stamp, class_id):
 def test_real_fashion_mnist_frames_and_labels_round_trip(tmp_path, fashion, storage, label_kind):
     images, labels, classes = fashion
     _write_bag(tmp_path / 'bag', images, labels, classes, storage, label_kind)
-    reader = bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
     assert len(reader) == len(images)
     frames = list(reader)
     assert [f.label for f in frames] == labels
@@ -113,11 +113,27 @@ def test_real_fashion_mnist_frames_and_labels_round_trip(tmp_path, fashion, stor
         np.testing.assert_array_equal(frame.image[:, :, 1], image)
 
 
+def test_the_reader_is_a_collection_each_loop_reads_from_the_first_frame(tmp_path, fashion):
+    images, labels, classes = fashion
+    _write_bag(tmp_path / 'bag', images, labels, classes)
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                            limit=5)
+    first = iter(reader)
+    next(first)
+    # A second loop, even while the first is under way, starts again from frame 0.
+    assert [f.stamp_ns for f in reader] == reader.stamps_ns == [START + i * PERIOD
+                                                                for i in range(5)]
+    assert next(first).stamp_ns == START + PERIOD
+    with pytest.raises(TypeError):
+        next(reader)  # one protocol: the reader is iterable, not an iterator with a cursor
+
+
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 def test_compressed_frames_decode(tmp_path, fashion, fmt):
     images, labels, classes = fashion
     _write_bag(tmp_path / 'bag', images, labels, classes, compressed=fmt)
-    frames = list(bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes))
+    frames = list(recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL,
+                                                 class_names=classes))
     for frame, image in zip(frames, images):
         assert frame.image.shape == (28, 28)
         error = np.abs(frame.image.astype(int) - image).mean()
@@ -127,14 +143,14 @@ def test_compressed_frames_decode(tmp_path, fashion, fmt):
 def test_stamped_labels_match_by_header_stamp(tmp_path, fashion):
     images, labels, classes = fashion
     _write_bag(tmp_path / 'bag', images, labels, classes, label_kind='classification')
-    frames = list(bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL))
+    frames = list(recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL))
     assert [f.label for f in frames] == labels
 
 
 def test_unlabelled_bag_yields_none(tmp_path, fashion):
     images, labels, classes = fashion
     _write_bag(tmp_path / 'bag', images, labels, classes, label_kind='none')
-    reader = bags.read_labelled_frames(tmp_path / 'bag', IMAGE)
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE)
     assert not reader.labelled
     assert [f.label for f in reader] == [None] * len(images)
 
@@ -142,8 +158,8 @@ def test_unlabelled_bag_yields_none(tmp_path, fashion):
 def test_single_mcap_file_opens(tmp_path, fashion):
     images, labels, classes = fashion
     _write_bag(tmp_path / 'bag', images, labels, classes)
-    frames = list(bags.read_labelled_frames(tmp_path / 'bag' / 'bag.mcap', IMAGE, LABEL,
-                                            class_names=classes, limit=3))
+    frames = list(recording.read_labelled_frames(tmp_path / 'bag' / 'bag.mcap', IMAGE, LABEL,
+                                                 class_names=classes, limit=3))
     assert [f.label for f in frames] == labels[:3]
 
 
@@ -152,13 +168,15 @@ def test_sidecar_csv_and_json(tmp_path, fashion):
     _write_bag(tmp_path / 'bag', images, labels, classes, label_kind='none')
     by_index = tmp_path / 'labels.csv'
     by_index.write_text('index,label\n' + ''.join(f'{i},{v}\n' for i, v in enumerate(labels)))
-    got = [f.label for f in bags.read_labelled_frames(tmp_path / 'bag', IMAGE, sidecar=by_index)]
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, sidecar=by_index)
+    got = [f.label for f in reader]
     assert got == labels
     by_stamp = tmp_path / 'labels.json'
     by_stamp.write_text(json.dumps({
         'key': 'stamp_ns', 'classes': list(classes),
         'labels': {str(START + i * PERIOD): classes[v] for i, v in enumerate(labels)}}))
-    got = [f.label for f in bags.read_labelled_frames(tmp_path / 'bag', IMAGE, sidecar=by_stamp)]
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, sidecar=by_stamp)
+    got = [f.label for f in reader]
     assert got == labels
 
 
@@ -167,10 +185,10 @@ def test_tolerance_matches_nearest_label(tmp_path, fashion):
     late = [START + i * PERIOD + 2_000_000 for i in range(len(images))]
     _write_bag(tmp_path / 'bag', images, labels, classes, label_stamps=late)
     with pytest.raises(BagError, match='no label'):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
-                                  on_orphan_labels='ignore')
-    reader = bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
-                                       tolerance_ns=5_000_000)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                       on_orphan_labels='ignore')
+    reader = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                            tolerance_ns=5_000_000)
     assert [f.label for f in reader] == labels
 
 
@@ -179,11 +197,11 @@ def test_missing_topics_list_the_available_ones(tmp_path, fashion):
     _write_bag(tmp_path / 'bag', images, labels, classes)
     with pytest.raises(BagError, match=r"'/camera/rgb'.*available topics: /camera/image_raw "
                                        r'\[sensor_msgs/msg/Image, 12 msgs\], /camera/label'):
-        bags.read_labelled_frames(tmp_path / 'bag', '/camera/rgb', LABEL)
+        recording.read_labelled_frames(tmp_path / 'bag', '/camera/rgb', LABEL)
     with pytest.raises(BagError, match="label topic '/labels' is not in the bag"):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, '/labels')
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, '/labels')
     with pytest.raises(BagError, match='expected one of sensor_msgs'):
-        bags.read_labelled_frames(tmp_path / 'bag', LABEL)
+        recording.read_labelled_frames(tmp_path / 'bag', LABEL)
 
 
 def test_label_mismatches_are_reported(tmp_path, fashion):
@@ -192,15 +210,15 @@ def test_label_mismatches_are_reported(tmp_path, fashion):
     stray = (START + 999 * PERIOD, 3)
     _write_bag(tmp_path / 'bag', images, labels[:-1], classes, extra_labels=[stray])
     with pytest.raises(BagError, match='1 label.* match no frame .*' + str(stray[0])):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
     with pytest.raises(BagError, match='1 of 12 frame.* no label'):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
-                                  on_orphan_labels='ignore')
-    kept = bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
-                                     on_orphan_labels='ignore', on_unlabelled='keep')
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                       on_orphan_labels='ignore')
+    kept = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                          on_orphan_labels='ignore', on_unlabelled='keep')
     assert [f.label for f in kept] == labels[:-1] + [None]
-    skipped = bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
-                                        on_orphan_labels='ignore', on_unlabelled='skip')
+    skipped = recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes,
+                                             on_orphan_labels='ignore', on_unlabelled='skip')
     assert len(skipped) == 11 and skipped.labels == labels[:-1]
 
 
@@ -210,9 +228,9 @@ def test_unknown_class_names_are_reported(tmp_path, fashion):
     names[2] = 'Hat'
     _write_bag(tmp_path / 'bag', images, names, classes)
     with pytest.raises(BagError, match="unknown classes: 'Hat'; known classes: T-shirt/top"):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
     with pytest.raises(BagError, match='pass class_names'):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL)
 
 
 def test_two_labels_for_one_frame_are_reported(tmp_path, fashion):
@@ -220,7 +238,7 @@ def test_two_labels_for_one_frame_are_reported(tmp_path, fashion):
     twice = (START, (labels[0] + 1) % 10)
     _write_bag(tmp_path / 'bag', images, labels, classes, extra_labels=[twice])
     with pytest.raises(BagError, match='two different labels'):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -231,36 +249,36 @@ def test_corrupt_bags_give_bag_errors(tmp_path, fashion, storage):
     raw = data_file.read_bytes()
     data_file.write_bytes(raw[:len(raw) // 3])
     with pytest.raises(BagError, match='corrupt'):
-        list(bags.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes))
+        list(recording.read_labelled_frames(tmp_path / 'bag', IMAGE, LABEL, class_names=classes))
     (tmp_path / 'bag' / 'metadata.yaml').write_text('not: [valid')
     with pytest.raises(BagError, match='cannot open bag'):
-        bags.read_labelled_frames(tmp_path / 'bag', IMAGE)
+        recording.read_labelled_frames(tmp_path / 'bag', IMAGE)
     with pytest.raises(BagError, match='does not exist'):
-        bags.read_labelled_frames(tmp_path / 'nothing', IMAGE)
+        recording.read_labelled_frames(tmp_path / 'nothing', IMAGE)
 
 
 def test_bad_sidecars_give_bag_errors(tmp_path):
     bad = tmp_path / 'labels.csv'
     bad.write_text('frame_number,what\n0,1\n')
     with pytest.raises(BagError, match='key column'):
-        bags.load_sidecar(bad)
+        recording.load_sidecar(bad)
     bad = tmp_path / 'labels.json'
     bad.write_text('{"key": "time", "labels": []}')
     with pytest.raises(BagError, match='"key" must be one of'):
-        bags.load_sidecar(bad)
+        recording.load_sidecar(bad)
     bad.write_text('{oops')
     with pytest.raises(BagError, match='not valid JSON'):
-        bags.load_sidecar(bad)
+        recording.load_sidecar(bad)
 
 
 def test_gfde_msgs_types_are_registered_and_written_back(tmp_path):
-    store = bags.make_typestore()
+    store = recording.make_typestore()
     msg = _classification(store.types, START, 4)
-    with bags.BagWriter(tmp_path / 'out', 'sqlite3', store) as writer:
-        writer.add_topic('/classification', bags.CLASSIFICATION_TYPE)
+    with recording.BagWriter(tmp_path / 'out', 'sqlite3', store) as writer:
+        writer.add_topic('/classification', recording.CLASSIFICATION_TYPE)
         writer.write('/classification', msg, START)
-    topics = bags.list_topics(tmp_path / 'out')
-    assert topics['/classification'].msgtype == bags.CLASSIFICATION_TYPE
+    topics = recording.list_topics(tmp_path / 'out')
+    assert topics['/classification'].msgtype == recording.CLASSIFICATION_TYPE
     assert topics['/classification'].count == 1
     with pytest.raises(BagError, match='already exists'):
-        bags.BagWriter(tmp_path / 'out')
+        recording.BagWriter(tmp_path / 'out')

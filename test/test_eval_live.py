@@ -9,9 +9,9 @@ loopback discovery); its answers must equal the offline replay's on the same fra
 
 import json
 
-from gfde_perception.evaluation.cli import main
-from gfde_perception.evaluation.make_bag import make_bag, MakeBagConfig
+from gfde_perception.cli.evaluate import main
 from gfde_perception.evaluation.records import EvaluationRun, MISSING
+from gfde_perception.recording import make_bag, MakeBagConfig
 import numpy as np
 import pytest
 from runtime_fixtures import make_tiny_bundle
@@ -25,8 +25,6 @@ COMMON = ['--quiet', '--threads', '1', '--schedule', 'sequential', '--runtime-wa
 @pytest.mark.ros
 @pytest.mark.parametrize('storage,encoding', [('mcap', 'mono8'), ('sqlite3', 'png')])
 def test_live_replay_matches_offline(tmp_path, ros_env, storage, encoding):
-    pytest.importorskip('rclpy')
-    pytest.importorskip('gfde_msgs.msg')
     from gfde_perception.training.data import load_fashion_mnist
 
     bundle = make_tiny_bundle(tmp_path, gray=True, num_classes=10, img_size=16)
@@ -55,12 +53,20 @@ def test_live_replay_matches_offline(tmp_path, ros_env, storage, encoding):
         assert len(answered) >= FRAMES // 2
         assert [on.class_id[i] for i in answered] == [off.class_id[i] for i in answered]
         assert [on.exit_index[i] for i in answered] == [off.exit_index[i] for i in answered]
+        assert [on.blocks_run[i] for i in answered] == [off.blocks_run[i] for i in answered]
         # The node's own time is part of the round trip measured here.
         assert all(on.node_total_ms[i] <= on.latency_ms[i] for i in answered)
     for summary in live['configurations']:
         assert summary['frames'] + summary['dropped'] == FRAMES
     for name in live['plots']:
         assert (tmp_path / 'live' / name).stat().st_size > 5000
+    # report.md says how many frames each node dropped (0 too) and the threads the nodes had.
+    markdown = (tmp_path / 'live' / 'report.md').read_text()
+    table = markdown.split('## Configurations')[1].split('\n\n')[1]
+    assert table.splitlines()[0].endswith('| dropped |')
+    for row, summary in zip(table.splitlines()[2:], live['configurations']):
+        assert row.endswith(f"| {summary['dropped']} of {FRAMES} |")
+    assert ', 1 thread,' in markdown
 
 
 @pytest.mark.ros

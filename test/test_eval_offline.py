@@ -10,10 +10,10 @@ plots, write-back and error paths.
 
 import json
 
-from gfde_perception.evaluation import bags
-from gfde_perception.evaluation.cli import main
-from gfde_perception.evaluation.make_bag import make_bag, MakeBagConfig
+from gfde_perception import recording
+from gfde_perception.cli.evaluate import main
 from gfde_perception.evaluation.records import EvaluationRun
+from gfde_perception.recording import make_bag, MakeBagConfig
 import numpy as np
 import pytest
 from runtime_fixtures import make_tiny_bundle
@@ -24,7 +24,7 @@ FRAMES = 16
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    """Build a 10-class grey tiny bundle, a tiny saved teacher and Fashion-MNIST bags."""
+    """Build a 10-class grey tiny bundle, a tiny saved teacher and Fashion-MNIST recording."""
     import torch
 
     from gfde_perception.preprocessing import PreprocessSpec
@@ -125,16 +125,34 @@ def test_end_to_end_report_matches_direct_computation(setup, tmp_path, storage):
     for name in report['plots']:
         pixels = matplotlib.image.imread(out / name)
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.01
-    assert '| gfde | bundle / default |' in (out / 'report.md').read_text()
+    assert '| gfde | bundle / calibrated |' in (out / 'report.md').read_text()
     # Results written back as a bag: frames plus one Classification topic per configuration.
-    topics = bags.list_topics(tmp_path / 'results')
+    topics = recording.list_topics(tmp_path / 'results')
     assert topics['/camera/image_raw'].count == FRAMES
     assert topics['/gfde_eval/gfde/classification'].count == FRAMES
-    assert topics['/gfde_eval/gfde/classification'].msgtype == bags.CLASSIFICATION_TYPE
+    assert topics['/gfde_eval/gfde/classification'].msgtype == recording.CLASSIFICATION_TYPE
+    written = _read_messages(tmp_path / 'results', '/gfde_eval/gfde/classification')
+    gfde_records = run.configuration('gfde')
+    # The runtime's block counts, not the share in thousandths.
+    assert [(m.blocks_run, m.blocks_total) for m in written] == [
+        (b, 4) for b in gfde_records.blocks_run]
+    assert [m.class_id for m in written] == gfde_records.class_id
+    assert {m.policy for m in written} == {'calibrated'}
     # The benchmark page is generated from this report alone.
     from gfde_perception.evaluation.report import benchmark_markdown
     page = benchmark_markdown(report, 'tools/benchmark_report.py')
     assert f"{cmp['latency_reduction_pct']:.2f}%" in page and '38.87%' in page
+
+
+def _read_messages(bag, topic) -> list:
+    # rosbags' own reader, independent of gfde_perception.recording.
+    from rosbags.rosbag2 import Reader
+
+    store = recording.make_typestore()
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [store.deserialize_cdr(raw, c.msgtype)
+                for c, _, raw in reader.messages(connections=conns)]
 
 
 def test_report_regenerates_from_a_saved_run(setup, tmp_path):

@@ -5,9 +5,10 @@
 import json
 
 import cv2
+from gfde_perception import recording
+from gfde_perception.cli.make_bag import main
 from gfde_perception.errors import ConfigError
-from gfde_perception.evaluation import bags
-from gfde_perception.evaluation.make_bag import main, make_bag, MakeBagConfig
+from gfde_perception.recording import make_bag, MakeBagConfig
 import numpy as np
 import pytest
 
@@ -31,11 +32,11 @@ def test_cli_builds_a_resized_labelled_bag(tmp_path, capsys, storage, encoding, 
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary['frames'] == 6 and summary['storage'] == storage
-    topics = bags.list_topics(tmp_path / 'bag')
+    topics = recording.list_topics(tmp_path / 'bag')
     expected_type = 'String' if label_type == 'string' else 'Int32'
     assert topics['/camera/label'].msgtype.endswith(expected_type)
     # The class names travel in the bag metadata, so string labels resolve without a bundle.
-    reader = bags.read_labelled_frames(tmp_path / 'bag', '/camera/image_raw', '/camera/label')
+    reader = recording.read_labelled_frames(tmp_path / 'bag', '/camera/image_raw', '/camera/label')
     frames = list(reader)
     assert [f.label for f in frames] == labels
     assert [f.stamp_ns - frames[0].stamp_ns for f in frames] == [i * 100_000_000
@@ -53,10 +54,10 @@ def test_deterministic_bags_and_sidecar(tmp_path):
     config = MakeBagConfig(storage='sqlite3', label_type='none', label_topic='')
     make_bag(tmp_path / 'a', images, labels, classes, config, sidecar=tmp_path / 'a.json')
     make_bag(tmp_path / 'b', images, labels, classes, config, sidecar=tmp_path / 'b.csv')
-    first = list(bags.read_labelled_frames(tmp_path / 'a', config.image_topic,
-                                           sidecar=tmp_path / 'a.json'))
-    second = list(bags.read_labelled_frames(tmp_path / 'b', config.image_topic,
-                                            sidecar=tmp_path / 'b.csv'))
+    first = list(recording.read_labelled_frames(tmp_path / 'a', config.image_topic,
+                                                sidecar=tmp_path / 'a.json'))
+    second = list(recording.read_labelled_frames(tmp_path / 'b', config.image_topic,
+                                                 sidecar=tmp_path / 'b.csv'))
     assert [f.label for f in first] == [f.label for f in second] == labels
     assert [f.stamp_ns for f in first] == [f.stamp_ns for f in second]
     for x, y in zip(first, second):
@@ -73,7 +74,7 @@ def test_image_folder_source(tmp_path, capsys):
     rc = main([str(tmp_path / 'bag'), '--image-folder', str(tmp_path / 'images'), '--count', '0',
                '--encoding', 'rgb8', '--quiet'])
     assert rc == 0
-    reader = bags.read_labelled_frames(tmp_path / 'bag', '/camera/image_raw', '/camera/label')
+    reader = recording.read_labelled_frames(tmp_path / 'bag', '/camera/image_raw', '/camera/label')
     assert reader.class_names == ('cat', 'dog')
     assert [f.label for f in reader] == [0, 0, 1, 1]
     first = next(iter(reader)).image

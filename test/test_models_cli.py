@@ -26,7 +26,8 @@ def _bundle(tmp_path, exit_blocks=(1, 2)):
 def test_info_text(tmp_path, capsys):
     assert main(['info', str(_bundle(tmp_path))]) == 0
     out = capsys.readouterr().out
-    for text in ('cli-test', 'gfde (gfnet) img_size=28 patch_size=4', 'margin', '28x28 gray', 'c0, c1',
+    for text in ('cli-test', 'gfde (gfnet) img_size=28 patch_size=4', 'margin', '28x28 gray',
+                 'c0, c1',
                  'trained_on: "nothing"', 'top1: 0.1', '1x28x28 -> 49x48', 'final'):
         assert text in out, text
 

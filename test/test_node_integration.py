@@ -367,8 +367,7 @@ def test_parameter_changes_take_effect_and_bad_ones_are_refused(probe):
         assert probe.wait_for(future.done, 10.0), 'parameter service did not answer'
         return future.result().results
 
-    results = set_params(Parameter('exit.policy', value='force'),
-                         Parameter('exit.force_index', value=2), Parameter('top_k', value=2))
+    results = set_params(Parameter('exit.policy', value='force=2'), Parameter('top_k', value=2))
     assert all(r.successful for r in results), results
     for i in range(3):
         result = probe.classify('image', image_msg(colour(), 'rgb8', f'forced-{i}'))
@@ -378,12 +377,12 @@ def test_parameter_changes_take_effect_and_bad_ones_are_refused(probe):
     result = probe.classify('image', image_msg(colour(), 'rgb8', 'final-0'))
     assert result.exit_index == 3 and result.policy == 'final'
     refused = {
-        'force index past the last exit': [Parameter('exit.policy', value='force'),
-                                           Parameter('exit.force_index', value=9)],
-        'threshold out of [0, 1]': [Parameter('exit.thresholds', value=[0.5, 2.0, 0.5])],
-        'wrong number of thresholds': [Parameter('exit.policy', value='threshold'),
-                                       Parameter('exit.thresholds', value=[0.5])],
+        'force index past the last exit': [Parameter('exit.policy', value='force=9')],
+        'wrong number of thresholds': [Parameter('exit.policy', value='threshold=0.5,0.5')],
+        'threshold without values': [Parameter('exit.policy', value='threshold')],
         'unknown policy': [Parameter('exit.policy', value='sometimes')],
+        'budget bounds the wrong way round': [Parameter('exit.budget_low', value=0.9),
+                                              Parameter('exit.budget_high', value=0.2)],
         'read-only topic list': [Parameter('topics', value=['other'])],
         'top_k out of range': [Parameter('top_k', value=0)],
     }

@@ -3,17 +3,23 @@
 """
 Unit tier of the node's ROS-free parts: statistics, health, the frame mailbox, parameters.
 
+(The worker between mailbox and classifier has its own tests: test_runtime_worker.py.)
+
 These run without rclpy (the parameter table and the mailbox import none), from plain numbers.
 """
 
 import math
 import threading
 
+from gfde_perception.choices import BACKENDS, ENERGY_SOURCES, PRECISIONS, SCHEDULES
 from gfde_perception.errors import ConfigError
 from gfde_perception.ros import parameters as params
-from gfde_perception.ros.frame_mailbox import LatestFrameMailbox
-from gfde_perception.stats import (DROP_BAD_INPUT, DROP_SUPERSEDED, ERROR, evaluate_health,
-                                   HealthBounds, OK, percentiles, PipelineStats, WARN)
+from gfde_perception.runtime import RuntimeConfig
+from gfde_perception.runtime.frame_mailbox import LatestFrameMailbox
+from gfde_perception.runtime.policies import DEFAULT_POLICY
+from gfde_perception.stats import (DROP_BAD_INPUT, DROP_SUPERSEDED, ERROR,
+                                   evaluate_health, HealthBounds, OK, percentiles,
+                                   PipelineStats, WARN)
 import pytest
 
 
@@ -129,22 +135,38 @@ def test_parameter_table_is_complete_and_consistent():
         assert params.check_value(spec, spec.default) is None, spec.name
         if spec.kind in ('int', 'double'):
             assert spec.low is not None and spec.low <= spec.default <= spec.high, spec.name
-    for needed in ('model.bundle', 'model.backend', 'exit.policy', 'exit.thresholds',
-                   'exit.latency_budget_ms', 'exit.energy_budget_j', 'top_k', 'topics',
-                   'qos.reliability', 'qos.depth'):
+    for needed in ('model.bundle', 'model.backend', 'exit.policy', 'exit.budget_low',
+                   'exit.budget_high', 'top_k', 'topics', 'qos.reliability', 'qos.depth'):
         assert needed in names
 
 
+def test_parameter_table_takes_its_lists_and_ranges_from_the_one_home():
+    # The node accepts exactly what the runtime accepts (they drifted apart before).
+    for name, choices in (('model.backend', BACKENDS), ('model.precision', PRECISIONS),
+                          ('model.schedule', SCHEDULES), ('model.energy', ENERGY_SOURCES)):
+        assert params.BY_NAME[name].choices == choices
+    for name, field in (('model.exit_workers', 'exit_workers'), ('model.threads', 'threads'),
+                        ('model.warmup', 'warmup'), ('top_k', 'top_k')):
+        spec = params.BY_NAME[name]
+        RuntimeConfig(**{field: int(spec.low)})
+        RuntimeConfig(**{field: int(spec.high)})
+        for outside in (spec.low - 1, spec.high + 1):
+            with pytest.raises(ConfigError):
+                RuntimeConfig(**{field: int(outside)})
+        assert spec.default == getattr(RuntimeConfig(), field)
+    assert params.BY_NAME['exit.policy'].default == DEFAULT_POLICY
+    assert 'threshold=T' in params.BY_NAME['exit.policy'].constraints
+
+
 @pytest.mark.parametrize('changes,reason', [
-    ({'exit.policy': 'sometimes'}, 'must be one of'),
-    ({'exit.thresholds': [0.5, 1.5]}, r'in \[0, 1\]'),
-    ({'exit.thresholds': [float('nan')]}, 'finite'),
-    ({'exit.policy': 'threshold'}, 'needs exit.thresholds'),
-    ({'exit.policy': 'budget'}, 'exactly one'),
-    ({'exit.policy': 'budget', 'exit.latency_budget_ms': 5.0, 'exit.energy_budget_j': 1.0},
-     'exactly one'),
-    ({'exit.policy': 'budget', 'exit.latency_budget_ms': 5.0, 'exit.budget_low': 0.9,
-      'exit.budget_high': 0.2}, 'above'),
+    ({'exit.policy': 'sometimes'}, 'unknown exit policy'),
+    ({'exit.policy': 'threshold'}, 'threshold=T'),
+    ({'exit.policy': 'threshold=0.5,nan'}, 'finite'),
+    ({'exit.policy': 'budget'}, 'budget=Xms'),
+    ({'exit.policy': 'budget=5'}, 'unit'),
+    ({'exit.policy': 'budget=5ms', 'exit.budget_low': 0.9, 'exit.budget_high': 0.2}, 'above'),
+    # Refused even while another policy is in force: it could never apply.
+    ({'exit.budget_low': 0.9, 'exit.budget_high': 0.2}, 'above'),
     ({'topics': []}, 'at least one'),
     ({'diagnostics.max_bad_input_ratio': 2.0}, r'in \[0, 1\]'),
 ])
@@ -154,11 +176,10 @@ def test_bad_updates_are_refused_with_a_reason(changes, reason):
 
 
 def test_good_updates_build_the_policy():
-    merged, policy = params.check_update(params.DEFAULTS, {'exit.policy': 'threshold',
-                                                           'exit.thresholds': [0.3, 0.6]})
-    assert merged['exit.policy'] == 'threshold' and policy.requested == (0.3, 0.6)
-    _, policy = params.check_update(params.DEFAULTS, {'exit.policy': 'budget',
-                                                      'exit.latency_budget_ms': 4.0})
-    assert policy.name == 'budget' and policy.unit == 'ms'
+    merged, policy = params.check_update(params.DEFAULTS, {'exit.policy': 'threshold=0.3,0.6'})
+    assert merged['exit.policy'] == 'threshold=0.3,0.6' and policy.requested == (0.3, 0.6)
+    _, policy = params.check_update(params.DEFAULTS, {'exit.policy': 'budget=4ms',
+                                                      'exit.budget_low': 0.2})
+    assert policy.name == 'budget' and policy.unit == 'ms' and policy.bounds.low == 0.2
     _, policy = params.check_update(params.DEFAULTS, {'top_k': 3})
     assert policy is None

@@ -2,14 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Smoke test of tools/bench_runtime.py on a tiny bundle (figures are printed, not checked)."""
 
-from pathlib import Path
-import sys
-
+from conftest import tool_module
 import pytest
 from runtime_fixtures import make_tiny_bundle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-import bench_runtime  # noqa: E402, I100
+bench_runtime = tool_module('bench_runtime')
 
 
 @pytest.mark.benchmark

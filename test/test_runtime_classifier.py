@@ -80,7 +80,7 @@ def test_every_cpu_backend_predicts_the_same(bundle, images, tmp_path):
             for policy in (ThresholdPolicy(), FinalExitPolicy()):
                 clf.set_policy(policy)
                 outputs[backend, policy.name] = _run(clf, images)
-    for name in ('threshold', 'final'):
+    for name in ('calibrated', 'final'):
         a, b = outputs['torch', name], outputs['onnxruntime', name]
         assert [r.class_id for r in a] == [r.class_id for r in b]
         assert [r.exit_index for r in a] == [r.exit_index for r in b]
@@ -89,7 +89,7 @@ def test_every_cpu_backend_predicts_the_same(bundle, images, tmp_path):
             assert [s.score for s in ra.top_k] == pytest.approx([s.score for s in rb.top_k],
                                                                 abs=1e-4)
     # The bundle thresholds must really mix exits, or the comparison above proves little.
-    assert len({r.exit_index for r in outputs['torch', 'threshold']}) > 1
+    assert len({r.exit_index for r in outputs['torch', 'calibrated']}) > 1
 
 
 def test_torch_compile_backend_predicts_the_same(bundle, images, tmp_path):
@@ -187,7 +187,7 @@ def test_result_fields(bundle, images, tmp_path):
     assert result.num_exits == 4 and result.blocks_total == 4
     assert result.model_id == f'tiny@{bundle.checksum[:12]}'
     assert result.backend == 'torch-cpu' and result.exit_device == 'cpu-worker'
-    assert result.gate_metric == 'max_softmax' and result.policy == 'threshold'
+    assert result.gate_metric == 'max_softmax' and result.policy == 'calibrated'
     assert len(result.top_k) == 3 and result.top_k[0].class_id == result.class_id
     assert result.label == f'class{result.class_id}'
     scores = [s.score for s in result.top_k]
@@ -312,7 +312,7 @@ def test_bad_policy_is_refused_and_the_old_one_stays(bundle, tmp_path):
         with pytest.raises(ConfigError, match='cannot force exit 7'):
             clf.set_policy(ForceExitPolicy(7))
         with pytest.raises(ConfigError, match='need 3 thresholds'):
-            clf.set_policy(ThresholdPolicy((0.5,)))
+            clf.set_policy(ThresholdPolicy((0.5, 0.5)))
         assert clf.policy is before
 
 

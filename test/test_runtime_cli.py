@@ -5,8 +5,7 @@
 import json
 
 import cv2
-from gfde_perception.cli.infer import main, parse_policy, read_image
-from gfde_perception.errors import ConfigError
+from gfde_perception.cli.infer import main, read_image
 import numpy as np
 import pytest
 from runtime_fixtures import make_tiny_bundle
@@ -41,7 +40,7 @@ def test_json_output_per_image(files, capsys):
     folder, bundle, images = files
     bundle_path = str(folder / 'tiny.gfde')
     status = main([bundle_path, *images, '--json', '--backend', 'torch', '--warmup', '1',
-                   '--threads', '1', '--cache-dir', str(folder), '--policy', 'force:1',
+                   '--threads', '1', '--cache-dir', str(folder), '--policy', 'force=1',
                    '--repeat', '3'])
     out, err = capsys.readouterr()
     assert status == 0
@@ -70,17 +69,26 @@ def test_unusable_bundle_or_policy_exit_with_status_2(files, capsys, tmp_path):
     folder, _, images = files
     assert main([str(tmp_path / 'absent.gfde'), images[0]]) == 2
     assert 'BundleNotFoundError' in capsys.readouterr().err
-    assert main([str(folder / 'tiny.gfde'), images[0], '--policy', 'force:9', '--backend',
+    assert main([str(folder / 'tiny.gfde'), images[0], '--policy', 'force=9', '--backend',
                  'torch', '--warmup', '0', '--cache-dir', str(folder)]) == 2
     assert 'cannot force exit 9' in capsys.readouterr().err
 
 
-def test_parse_policy():
-    assert parse_policy('final').name == 'final'
-    assert parse_policy('force:2').k == 2
-    assert parse_policy('budget-ms:5').target == 5.0
-    assert parse_policy('budget-j:0.2').unit == 'J'
-    assert parse_policy('threshold', (0.1, 0.2)).requested == (0.1, 0.2)
-    for bad in ('force:x', 'fastest', 'budget-ms:-1'):
-        with pytest.raises(ConfigError):
-            parse_policy(bad)
+def test_options_may_stand_between_the_bundle_and_the_images(files, capsys):
+    # argparse's default parser took only the bundle as a path here and refused the images.
+    folder, _, images = files
+    status = main([str(folder / 'tiny.gfde'), '--threads', '1', *images, '--backend', 'torch',
+                   '--warmup', '0', '--cache-dir', str(folder), '--json'])
+    assert status == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r['image'] for r in rows] == images and rows[0]['policy'] == 'calibrated'
+
+
+def test_policy_option_takes_the_one_grammar(files, capsys):
+    folder, _, images = files
+    assert main([str(folder / 'tiny.gfde'), images[0], '--policy', 'threshold=0', '--backend',
+                 'torch', '--warmup', '0', '--cache-dir', str(folder), '--json']) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row['exit_index'] == 0 and row['policy'] == 'threshold'
+    assert main([str(folder / 'tiny.gfde'), images[0], '--policy', 'force:1']) == 2
+    assert 'force=K' in capsys.readouterr().err

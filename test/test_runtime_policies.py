@@ -7,7 +7,8 @@ import math
 from gfde_perception.errors import ConfigError
 from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.policies import (
-    BudgetBounds, BudgetPolicy, FinalExitPolicy, ForceExitPolicy, ThresholdPolicy)
+    BudgetBounds, BudgetPolicy, DEFAULT_POLICY, FinalExitPolicy, ForceExitPolicy, parse_policy,
+    POLICY_FORMS, ThresholdPolicy)
 from gfde_perception.runtime.stage_profile import FrameRecord, RuntimeProfile
 import numpy as np
 import pytest
@@ -40,10 +41,13 @@ def _full_frames(n=40, seed=0):
 def test_fixed_policies_bind_to_the_model():
     p = ThresholdPolicy()
     p.bind(4, (0.3, 0.4, 0.5))
-    assert p.thresholds() == (0.3, 0.4, 0.5) and p.name == 'threshold'
+    assert p.thresholds() == (0.3, 0.4, 0.5) and p.name == 'calibrated'
     p = ThresholdPolicy((0.0, 1.0, 0.2))
     p.bind(4, (0.3, 0.4, 0.5))
-    assert p.thresholds() == (0.0, 1.0, 0.2)
+    assert p.thresholds() == (0.0, 1.0, 0.2) and p.name == 'threshold'
+    p = ThresholdPolicy((0.7,))  # one value for every early exit
+    p.bind(4, (0.3, 0.4, 0.5))
+    assert p.thresholds() == (0.7, 0.7, 0.7)
     f = FinalExitPolicy()
     f.bind(4, (0.3, 0.4, 0.5))
     assert f.thresholds() == (1.0, 1.0, 1.0) and f.name == 'final'
@@ -167,3 +171,37 @@ def test_runtime_config_validation():
             RuntimeConfig(**bad)
     with pytest.raises(ConfigError, match='unknown runtime configuration keys'):
         RuntimeConfig.from_dict({'backnd': 'torch'})
+
+
+@pytest.mark.parametrize('text,kind,thresholds', [
+    ('calibrated', ThresholdPolicy, (0.3, 0.4, 0.5)),
+    ('threshold=0.8,0.9,0.95', ThresholdPolicy, (0.8, 0.9, 0.95)),
+    ('threshold=0.8', ThresholdPolicy, (0.8, 0.8, 0.8)),
+    ('final', FinalExitPolicy, (1.0, 1.0, 1.0)),
+    ('force=1', ForceExitPolicy, (1.0, 0.0, 1.0)),
+    ('budget=5ms', BudgetPolicy, (1.0, 1.0, 1.0)),
+    ('budget=0.2J', BudgetPolicy, (1.0, 1.0, 1.0)),
+])
+def test_the_policy_grammar_names_every_policy_and_writes_it_back(text, kind, thresholds):
+    policy = parse_policy(text)
+    assert type(policy) is kind
+    policy.bind(4, (0.3, 0.4, 0.5))
+    assert policy.thresholds() == pytest.approx(thresholds)
+    # Written back in the same grammar, the keyword is the policy's name (the result field).
+    assert policy.spec() == text and policy.spec().partition('=')[0] == policy.name
+    assert parse_policy(policy.spec()).spec() == text
+
+
+def test_the_policy_grammar_refuses_with_the_form_to_use():
+    assert DEFAULT_POLICY == 'calibrated' and 'calibrated' in POLICY_FORMS
+    assert parse_policy(' threshold=0.80 ').spec() == 'threshold=0.8'
+    assert parse_policy('budget=4ms').unit == 'ms' and parse_policy('budget=0.5j').unit == 'J'
+    for bad, reason in (('sometimes', 'unknown exit policy'), ('default', 'unknown'),
+                        ('force', 'force=K'), ('force=x', 'force=K'), ('final=1', 'final'),
+                        ('threshold=', 'threshold=T'), ('threshold=a,b', 'threshold=T'),
+                        ('threshold=nan', 'finite'), ('budget=5', 'unit'),
+                        ('budget=-1ms', 'positive'), ('force:1', 'unknown')):
+        with pytest.raises(ConfigError, match=reason):
+            parse_policy(bad)
+    bounds = BudgetBounds(0.2, 0.6)
+    assert parse_policy('budget=3ms', bounds).bounds is bounds

@@ -4,6 +4,7 @@
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.gating import first_exit
+from gfde_perception.preprocessing import PreprocessSpec
 from gfde_perception.training.calibration import (
     calibrate_threshold, calibrate_thresholds, cascade, cascade_report)
 from gfde_perception.training.config import OptimConfig, TrainConfig
@@ -86,8 +87,12 @@ def test_config_from_dict_merges_nested_defaults_and_refuses_typos():
                                  'teacher': {'preprocessing': {'input_size': [32, 32]}}})
     assert cfg.student.optim.epochs == 2
     assert cfg.student.optim.batch_size == OptimConfig().batch_size
-    assert cfg.teacher.preprocessing.spec().input_size == (32, 32)
+    assert cfg.teacher.preprocessing.input_size == (32, 32)
     assert cfg.teacher.preprocessing.channel_order == 'rgb'
+    # The preprocessing is the bundle's PreprocessSpec itself, checked when the config is read.
+    assert isinstance(cfg.student.preprocessing, PreprocessSpec)
+    with pytest.raises(ConfigError, match='channel_order'):
+        TrainConfig.from_dict({'student': {'preprocessing': {'channel_order': 'cmyk'}}})
     with pytest.raises(ConfigError, match='epoch'):
         TrainConfig.from_dict({'student': {'optim': {'epoch': 2}}})
     with pytest.raises(ConfigError, match='distillation'):
@@ -106,8 +111,7 @@ def test_config_yaml_files_in_repo_parse(tmp_path):
     assert files, 'config/train_*.yaml missing'
     for path in files:
         cfg = TrainConfig.from_yaml(path)
-        cfg.student.preprocessing.spec()
-        cfg.teacher.preprocessing.spec()
+        assert isinstance(cfg.teacher.preprocessing, PreprocessSpec)
     with pytest.raises(ConfigError, match='not found'):
         TrainConfig.from_yaml(tmp_path / 'none.yaml')
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import cv2
 from gfde_perception.bundle import load_bundle
+from gfde_perception.cli.train import apply_overrides, main
 from gfde_perception.errors import ConfigError
 from gfde_perception.preprocessing import preprocess
-from gfde_perception.training.cli import apply_overrides, main
 import numpy as np
 import pytest
 import torch

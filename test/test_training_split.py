@@ -10,10 +10,10 @@ runs two optimiser steps per tail.
 
 import json
 
+from gfde_perception.cli.train import main
 from gfde_perception.errors import ConfigError
 from gfde_perception.runtime.split import SplitRobot, SplitServer
 from gfde_perception.split_bundle import load_split_bundle
-from gfde_perception.training.cli import main
 from gfde_perception.training.split import SplitStepConfig
 import numpy as np
 import pytest

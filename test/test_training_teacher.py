@@ -8,7 +8,7 @@ from gfde_perception.models import build_model, list_models
 from gfde_perception.models.teachers import (
     build_efficientnet_lite0, efficientnet_lite0_weights_path, EfficientNetLite0)
 from gfde_perception.preprocessing import PreprocessSpec
-from gfde_perception.training.config import InputConfig, TeacherConfig
+from gfde_perception.training.config import TeacherConfig
 from gfde_perception.training.teacher import build_teacher, output_logits, teacher_bundle
 import numpy as np
 import pytest
@@ -58,7 +58,7 @@ def test_grey_stem_is_the_folded_rgb_stem():
 
 def test_teacher_bundle_round_trip_in_float16(tmp_path):
     cfg = TeacherConfig(pretrained=False,
-                        preprocessing=InputConfig((32, 32), 'rgb', (0.5,) * 3, (0.5,) * 3))
+                        preprocessing=PreprocessSpec((32, 32), 'rgb', (0.5,) * 3, (0.5,) * 3))
     model, spec = build_teacher(cfg, 3)
     model.eval()
     bundle = teacher_bundle(model, 't', spec, ('a', 'b', 'c'), {'test_acc': 0.5}, {})
@@ -83,7 +83,7 @@ def test_user_module_and_registry_teachers(tmp_path, monkeypatch):
     assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 4)
     # A user module is not a registered family: its logits are used, but it is not bundled.
     assert teacher_bundle(model, 'u', spec, 'abcd', {}, {}) is None
-    grey = InputConfig((28, 28), 'gray', (0.5,), (0.5,))
+    grey = PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,))
     for name in ('gfnet-edge-28', 'cnn-28', 'resnet-28'):
         reg = TeacherConfig(kind='registry', name=name, preprocessing=grey,
                             overrides={'depth': 2} if name.startswith('gfnet') else {})

@@ -171,7 +171,7 @@ def segment_table(bundle, kinds, cache_dir, iters: int = 50, precision: str = 'f
                     backend.pooled_to_numpy(run.pooled)
                     if i >= 5:  # the first calls pay lazy initialisation
                         times[k].append(run.elapsed_ms())
-                    x = run.tokens
+                    x = run.features
         medians[kind] = [float(np.median(t)) for t in times]
         names[kind] = backend.name
         backend.close()

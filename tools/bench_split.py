@@ -37,7 +37,6 @@ import tempfile
 import time
 
 from gfde_perception.bundle import default_bundle_path, load_bundle
-from gfde_perception.evaluation.make_bag import resize
 from gfde_perception.evaluation.shaped_link import link_unavailable, ShapedLink
 from gfde_perception.feature_codec import packed_size
 from gfde_perception.gating import GateConfig
@@ -48,6 +47,7 @@ from gfde_perception.models.layers import GlobalFilter
 from gfde_perception.models.split import (
     BottleneckConfig, probe_features, SplitConfig, SplitModel)
 from gfde_perception.preprocessing import input_pixels, preprocess, preprocess_batch
+from gfde_perception.recording.labelled_bag import resize
 from gfde_perception.runtime import Classifier, RuntimeConfig
 from gfde_perception.runtime.policies import FinalExitPolicy
 from gfde_perception.runtime.split import SplitRobot, SplitServer

@@ -44,7 +44,7 @@ def _arguments(argv):
                            help=f"bundle of the {role} row ('' leaves the row out)")
     p.add_argument('--data', default='fashion-mnist',
                    help="'fashion-mnist' (the official test split) or an image folder "
-                        '(one sub-folder per class, named like the bundles\' labels)')
+                        "(one sub-folder per class, named like the bundles' labels)")
     p.add_argument('--frames', type=int, default=10000, help='test frames (first N)')
     p.add_argument('--backends', default='onnxruntime,torch')
     p.add_argument('--repeats', type=int, default=3)

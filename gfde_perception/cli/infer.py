@@ -16,10 +16,12 @@ import sys
 
 import cv2
 from gfde_perception.bundle import default_bundle_path
-from gfde_perception.errors import ConfigError, GfdeError, ImageError, ImageErrorKind
-from gfde_perception.runtime import (
-    BudgetPolicy, Classifier, FinalExitPolicy, ForceExitPolicy, RuntimeConfig, ThresholdPolicy)
-from gfde_perception.runtime.config import BACKENDS, PRECISIONS, SCHEDULES
+from gfde_perception.choices import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION,
+                                     DEFAULT_SCHEDULE, PRECISIONS, SCHEDULES, THREADS, TOP_K,
+                                     WARMUP)
+from gfde_perception.errors import GfdeError, ImageError, ImageErrorKind
+from gfde_perception.runtime import Classifier, RuntimeConfig
+from gfde_perception.runtime.policies import DEFAULT_POLICY, parse_policy, POLICY_USAGE
 import numpy as np
 
 
@@ -34,31 +36,6 @@ def read_image(path: str) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
-
-
-def parse_policy(text: str, thresholds=None):
-    """
-    Build an exit policy from the command line.
-
-    :param text: 'threshold', 'final', 'force:K', 'budget-ms:X' or 'budget-j:X'.
-    :param thresholds: optional per-exit thresholds for 'threshold'.
-    """
-    kind, _, arg = text.partition(':')
-    try:
-        if kind == 'threshold':
-            return ThresholdPolicy(thresholds)
-        if kind == 'final':
-            return FinalExitPolicy()
-        if kind == 'force':
-            return ForceExitPolicy(int(arg))
-        if kind == 'budget-ms':
-            return BudgetPolicy(target_latency_ms=float(arg))
-        if kind == 'budget-j':
-            return BudgetPolicy(target_energy_j=float(arg))
-    except ValueError as exc:
-        raise ConfigError(f'bad policy {text!r}: {exc}') from None
-    raise ConfigError(f'unknown policy {text!r}: use threshold, final, force:K, budget-ms:X '
-                      f'or budget-j:X')
 
 
 def _fmt(values) -> str:
@@ -96,17 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog='gfde-infer', description='Classify image files with a GFDE bundle.')
     parser.add_argument('paths', nargs='+', metavar='[BUNDLE.gfde] IMAGE',
                         help='optional bundle (first, ending in .gfde), then image files')
-    parser.add_argument('--backend', choices=BACKENDS, default='auto')
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp16',
+    parser.add_argument('--backend', choices=BACKENDS, default=DEFAULT_BACKEND)
+    parser.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help='GPU backends only')
-    parser.add_argument('--schedule', choices=SCHEDULES, default='auto')
-    parser.add_argument('--threads', type=int, default=0, help='0 = library default')
-    parser.add_argument('--policy', default='threshold',
-                        help='threshold, final, force:K, budget-ms:X or budget-j:X')
-    parser.add_argument('--thresholds', type=lambda s: tuple(float(v) for v in s.split(',')),
-                        help='comma-separated thresholds for --policy threshold')
-    parser.add_argument('--top-k', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--schedule', choices=SCHEDULES, default=DEFAULT_SCHEDULE)
+    parser.add_argument('--threads', type=int, default=THREADS.default,
+                        help='0 = library default')
+    parser.add_argument('--policy', default=DEFAULT_POLICY, help=f'exit policy: {POLICY_USAGE}')
+    parser.add_argument('--top-k', type=int, default=TOP_K.default)
+    parser.add_argument('--warmup', type=int, default=WARMUP.default)
     parser.add_argument('--repeat', type=int, default=1,
                         help='classify each image this many times; report the median')
     parser.add_argument('--cache-dir', default=None, help='engine and decision cache')
@@ -117,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run gfde-infer; returns the exit status (0 ok, 1 some image failed, 2 unusable setup)."""
-    args = build_parser().parse_args(argv)
+    # Intermixed: options may stand between the bundle and the images, or after them.
+    args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format='[%(levelname)s] %(name)s: %(message)s')
     paths = list(args.paths)
@@ -132,7 +108,7 @@ def main(argv=None) -> int:
         config = RuntimeConfig(backend=args.backend, precision=args.precision,
                                schedule=args.schedule, threads=args.threads, top_k=args.top_k,
                                warmup=args.warmup, engine_cache_dir=args.cache_dir)
-        policy = parse_policy(args.policy, args.thresholds)
+        policy = parse_policy(args.policy)
         classifier = Classifier(bundle, config, policy)
     except GfdeError as exc:
         print(f'gfde-infer: {type(exc).__name__}: {exc}', file=sys.stderr)

@@ -19,8 +19,9 @@ import json
 from pathlib import Path
 import sys
 
+from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import BackendError, GfdeError
-from gfde_perception.models import build_model, list_models, model_summary
+from gfde_perception.models import build_model, export_onnx, list_models, model_summary
 from gfde_perception.models.gfnet_c import GFNetCConfig
 from gfde_perception.models.registry import build_from_config
 import torch
@@ -156,7 +157,6 @@ def registry_table() -> list:
 
 
 def _cmd_info(args) -> int:
-    from gfde_perception.bundle import load_bundle
     info = bundle_info(load_bundle(args.bundle))
     if args.json:
         json.dump(info, sys.stdout, indent=2)
@@ -186,10 +186,6 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import torch
-
-    from gfde_perception.bundle import load_bundle
-    from gfde_perception.models import export_onnx
     bundle = load_bundle(args.bundle)
     model = bundle.build_model(deployable=True)
     out = Path(args.directory)

@@ -1,9 +1,9 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-Evaluation on recorded data: rosbag2 reading and writing, replay, reports and plots.
+Evaluation on recorded data: offline and live replay, reports, plots, results written back.
 
-Nothing here imports ROS at module import: bags are read and written with the pure-Python
-``rosbags`` library, and only :mod:`gfde_perception.evaluation.live` touches ``rclpy`` (inside the
-function that publishes).
+Bags are read and written through :mod:`gfde_perception.recording`; the ``gfde-eval`` command is
+:mod:`gfde_perception.cli.evaluate`. Only :mod:`gfde_perception.evaluation.live` touches
+``rclpy`` (inside the function that publishes).
 """

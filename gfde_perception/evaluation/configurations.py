@@ -9,9 +9,10 @@ exits included, so the one timing loop in :mod:`gfde_perception.evaluation.offli
 configuration the same way. The kind ``teacher`` names a bundle without early exits (kept so
 reports can tell the roles apart).
 
-Configurations are named on the command line as ``NAME=KIND:PATH[@POLICY]``:
+Configurations are named on the command line as ``NAME=KIND:PATH[@POLICY]``, ``POLICY`` in the
+one exit-policy grammar of :mod:`gfde_perception.runtime.policies`:
 
-* ``student=bundle:default`` (the embedded model, its calibrated thresholds),
+* ``student=bundle:default`` (the embedded model, its calibrated thresholds: ``@calibrated``),
 * ``exits=bundle:model.gfde@threshold=0.8,0.9``, ``full=bundle:model.gfde@final``,
   ``exit0=bundle:model.gfde@force=0``,
 * ``teacher=teacher:teacher.gfde`` (a teacher saved by ``gfde-train``).
@@ -19,13 +20,14 @@ Configurations are named on the command line as ``NAME=KIND:PATH[@POLICY]``:
 
 from dataclasses import dataclass, field
 import math
-from typing import Optional
 
+from gfde_perception.bundle import default_bundle_path, load_bundle
 from gfde_perception.errors import ConfigError
+from gfde_perception.runtime import Classifier, RuntimeConfig
+from gfde_perception.runtime.policies import DEFAULT_POLICY, ExitPolicy, parse_policy
 import numpy as np
 
 KINDS = ('bundle', 'teacher')
-POLICIES = ('default', 'threshold', 'final', 'force')
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,15 @@ class ConfigurationSpec:
     :ivar name: short name used in reports and plots.
     :ivar kind: 'bundle' (a model with early exits) or 'teacher' (a bundle without any).
     :ivar path: file of the bundle / teacher; 'default' for the embedded bundle.
-    :ivar policy: 'default' (the bundle's calibrated thresholds), 'threshold', 'final' or
-        'force' (bundles only).
-    :ivar thresholds: thresholds for 'threshold' (one per early exit, or one for all).
-    :ivar force_exit: exit index for 'force'.
+    :ivar policy: the exit policy in the grammar of
+        :func:`gfde_perception.runtime.policies.parse_policy` (bundles only), written back in
+        its canonical form; 'calibrated' (the default) is the bundle's calibrated thresholds.
     """
 
     name: str
     kind: str
     path: str
-    policy: str = 'default'
-    thresholds: tuple = ()
-    force_exit: Optional[int] = None
+    policy: str = DEFAULT_POLICY
 
     def __post_init__(self):
         if not self.name or any(c in self.name for c in '=/ '):
@@ -56,19 +55,14 @@ class ConfigurationSpec:
         if self.kind not in KINDS:
             raise ConfigError(f'configuration {self.name!r}: kind must be one of {KINDS}, got '
                               f'{self.kind!r}')
-        if self.policy not in POLICIES:
-            raise ConfigError(f'configuration {self.name!r}: policy must be one of {POLICIES}, '
-                              f'got {self.policy!r}')
-        if self.kind == 'teacher' and self.policy != 'default':
+        try:
+            policy = parse_policy(self.policy).spec()
+        except ConfigError as exc:
+            raise ConfigError(f'configuration {self.name!r}: {exc}') from None
+        if self.kind == 'teacher' and policy != DEFAULT_POLICY:
             raise ConfigError(f'configuration {self.name!r}: a teacher has no exits, so no '
                               f'policy ({self.policy!r})')
-        object.__setattr__(self, 'thresholds', tuple(float(t) for t in self.thresholds))
-        if self.policy == 'threshold' and not self.thresholds:
-            raise ConfigError(f'configuration {self.name!r}: policy threshold needs values, '
-                              'e.g. @threshold=0.8,0.9')
-        if self.policy == 'force' and (self.force_exit is None or self.force_exit < 0):
-            raise ConfigError(f'configuration {self.name!r}: policy force needs an exit index '
-                              '>= 0, e.g. @force=0')
+        object.__setattr__(self, 'policy', policy)
 
     @classmethod
     def parse(cls, text: str) -> 'ConfigurationSpec':
@@ -79,23 +73,15 @@ class ConfigurationSpec:
             raise ConfigError(f'cannot parse configuration {text!r}; expected '
                               'NAME=KIND:PATH[@POLICY], e.g. student=bundle:model.gfde@final')
         path, _, policy = target.partition('@')
-        policy_name, _, value = policy.partition('=')
-        policy_name = policy_name or 'default'
-        thresholds, force = (), None
-        try:
-            if policy_name == 'threshold':
-                thresholds = tuple(float(v) for v in value.split(',') if v.strip())
-            elif policy_name == 'force':
-                force = int(value)
-        except ValueError:
-            raise ConfigError(f'configuration {text!r}: bad policy value {value!r}') from None
-        return cls(name.strip(), kind.strip(), path.strip(), policy_name, thresholds, force)
+        return cls(name.strip(), kind.strip(), path.strip(), policy.strip() or DEFAULT_POLICY)
+
+    def exit_policy(self) -> ExitPolicy:
+        """Return a new runtime exit policy of this configuration (not bound yet)."""
+        return parse_policy(self.policy)
 
     def describe(self) -> str:
         """Return the spec in the command-line syntax."""
-        policy = {'default': '', 'final': '@final',
-                  'threshold': '@threshold=' + ','.join(f'{t:g}' for t in self.thresholds),
-                  'force': f'@force={self.force_exit}'}[self.policy]
+        policy = '' if self.policy == DEFAULT_POLICY else f'@{self.policy}'
         return f'{self.name}={self.kind}:{self.path}{policy}'
 
 
@@ -108,7 +94,8 @@ class Prediction:
     :ivar score: probability of that class.
     :ivar exit_index: exit taken (0 for a model without exits).
     :ivar num_exits: exits of the model (1 without exits).
-    :ivar blocks_fraction: share of the backbone run (1.0 without exits).
+    :ivar blocks_run: backbone blocks run to reach the exit (0 for a model without blocks).
+    :ivar blocks_total: backbone blocks of the model (0 for a model without blocks).
     :ivar inference_ms: the runtime's own inference time, NaN when not reported.
     :ivar stage_ms: per-stage timings reported by the runtime (may be empty).
     """
@@ -117,9 +104,15 @@ class Prediction:
     score: float
     exit_index: int = 0
     num_exits: int = 1
-    blocks_fraction: float = 1.0
+    blocks_run: int = 0
+    blocks_total: int = 0
     inference_ms: float = math.nan
     stage_ms: dict = field(default_factory=dict)
+
+    @property
+    def blocks_fraction(self) -> float:
+        """Share of the backbone run (1.0 for a model without blocks: it always runs whole)."""
+        return self.blocks_run / self.blocks_total if self.blocks_total else 1.0
 
 
 class Configuration:
@@ -143,44 +136,20 @@ class Configuration:
         """Release resources (worker threads, engines)."""
 
 
-def make_policy(spec: ConfigurationSpec):
-    """Return the runtime exit policy named by ``spec`` (None = the bundle's thresholds)."""
-    from gfde_perception.runtime.policies import (FinalExitPolicy, ForceExitPolicy,
-                                                  ThresholdPolicy)
-
-    if spec.policy == 'final':
-        return FinalExitPolicy()
-    if spec.policy == 'force':
-        return ForceExitPolicy(spec.force_exit)
-    if spec.policy == 'threshold':
-        return ThresholdPolicy(spec.thresholds)
-    return ThresholdPolicy()
-
-
 def resolve_bundle_path(path: str) -> str:
     """Return the bundle file for ``path`` ('default' = the embedded model)."""
-    if path == 'default':
-        from gfde_perception.bundle import default_bundle_path
-        return str(default_bundle_path())
-    return path
+    return str(default_bundle_path()) if path == 'default' else path
 
 
 class GfdeConfiguration(Configuration):
     """A GFDE bundle and exit policy, run by :class:`gfde_perception.runtime.Classifier`."""
 
     def __init__(self, spec: ConfigurationSpec, runtime_config=None):
-        from gfde_perception.bundle import load_bundle
-        from gfde_perception.runtime import Classifier, RuntimeConfig
-
         self.spec = spec
         self.bundle_path = resolve_bundle_path(spec.path)
         self.bundle = load_bundle(self.bundle_path)
-        policy = make_policy(spec)
-        if spec.policy == 'threshold' and len(spec.thresholds) == 1:
-            # One value applies to every early exit: the usual knob of a trade-off sweep.
-            from gfde_perception.runtime.policies import ThresholdPolicy
-            policy = ThresholdPolicy(spec.thresholds * (self.bundle.config.num_exits - 1))
-        self.classifier = Classifier(self.bundle, runtime_config or RuntimeConfig(), policy)
+        self.classifier = Classifier(self.bundle, runtime_config or RuntimeConfig(),
+                                     spec.exit_policy())
         self.labels = tuple(self.classifier.labels)
         self.num_exits = int(self.classifier.num_exits)
 
@@ -190,7 +159,7 @@ class GfdeConfiguration(Configuration):
         return Prediction(
             class_id=int(result.class_id), score=float(result.score),
             exit_index=int(result.exit_index), num_exits=int(result.num_exits),
-            blocks_fraction=float(result.blocks_run) / max(1, int(result.blocks_total)),
+            blocks_run=int(result.blocks_run), blocks_total=int(result.blocks_total),
             inference_ms=float(timings.inference_ms),
             stage_ms={'preprocess_ms': float(timings.preprocess_ms),
                       'segment_ms': [float(v) for v in timings.segment_ms],

@@ -15,70 +15,41 @@ DDS stays on this host: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` is set when 
 the environment's ``ROS_DOMAIN_ID`` is used.
 """
 
-import math
 import os
 from pathlib import Path
-import subprocess
-import sys
 import threading
 import time
 
+from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import BagError, ConfigError
+from gfde_perception.evaluation.configurations import (ConfigurationSpec, Prediction,
+                                                       resolve_bundle_path)
+from gfde_perception.evaluation.offline import host_info
 from gfde_perception.evaluation.records import ConfigurationRecords, EvaluationRun
+from gfde_perception.recording import raw_frames, read_labelled_frames
+from gfde_perception.stamps import stamp_to_ns
+from gfde_perception.workspace import dds_environment, node_command, start_node, stop_node
 
 NAMESPACE = '/gfde_eval'
 READY_TIMEOUT_S = 120.0  # model load + warm-up on a slow CPU
-POLICY_PARAMS = {'default': 'calibrated', 'threshold': 'threshold', 'final': 'final',
-                 'force': 'force'}
 
 
-def dds_environment() -> dict:
-    """Environment for this process and the node: loopback discovery, large-image profile."""
-    env = dict(os.environ)
-    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('PYTHONUNBUFFERED', '1')
-    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in env:
-        profile = _large_image_profile()
-        if profile is not None:
-            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
-    return env
-
-
-def _large_image_profile():
-    # Frames above Fast DDS's default 512 KiB shared-memory segment are lost without it.
-    candidates = [Path(__file__).resolve().parents[2] / 'config' / 'fastdds_large_images.xml']
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / 'share' / 'gfde_perception' / 'config' /
-                              'fastdds_large_images.xml')
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def node_command(spec, bundle_path: str, compressed: bool, args) -> list:
-    """Command line of the classifier node serving ``spec`` in its evaluation namespace."""
-    params = {
+def node_parameters(spec: ConfigurationSpec, bundle_path: str, compressed: bool, args) -> dict:
+    """Parameters of the classifier node serving ``spec`` (its policy in the one grammar)."""
+    return {
         'model.bundle': bundle_path,
         'model.backend': args.backend,
         'model.schedule': args.schedule,
         'model.threads': args.threads,
         'model.warmup': args.runtime_warmup,
         'model.energy': args.energy,
-        'topics': "['image/compressed']" if compressed else "['image']",
-        'exit.policy': POLICY_PARAMS[spec.policy],
+        'topics': ['image/compressed' if compressed else 'image'],
+        'exit.policy': spec.policy,
         # Every frame should reach the node: a deep reliable queue, so drops are the node's own.
         'qos.reliability': 'reliable',
         'qos.depth': 100,
         'output.depth': 1000,
     }
-    if spec.policy == 'force':
-        params['exit.force_index'] = spec.force_exit
-    if spec.policy == 'threshold':
-        params['exit.thresholds'] = '[' + ', '.join(str(t) for t in spec.thresholds) + ']'
-    argv = [sys.executable, '-m', 'gfde_perception.ros.node', '--ros-args',
-            '-r', f'__ns:={NAMESPACE}/{spec.name}', '-r', f'__node:=classifier_{spec.name}']
-    for key, value in params.items():
-        argv += ['-p', f'{key}:={value}']
-    return argv
 
 
 class _Collector:
@@ -89,7 +60,7 @@ class _Collector:
         self.results = {}
 
     def callback(self, msg):
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.lock:
             self.results.setdefault(stamp, (time.perf_counter_ns(), msg))
 
@@ -116,6 +87,8 @@ def replay_into_node(spec, bundle, bundle_path: str, frames: list, args,
     :raises BagError: a frame type the node does not read.
     :raises ConfigError: the node did not come up, or died.
     """
+    # rclpy and the messages are imported here, not at the top: this is the one evaluation
+    # function that needs ROS, and offline evaluation must run where ROS is not installed.
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
@@ -126,11 +99,11 @@ def replay_into_node(spec, bundle, bundle_path: str, frames: list, args,
     compressed = frames[0][0].endswith('CompressedImage')
     if any(f[0] != frames[0][0] for f in frames):
         raise BagError('the image topic mixes Image and CompressedImage messages')
-    env = dds_environment()
     log_path = log_dir / f'node_{spec.name}.log'
     log = open(log_path, 'wb')
-    node_proc = subprocess.Popen(node_command(spec, bundle_path, compressed, args), env=env,
-                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    node_proc = start_node(node_command(node_parameters(spec, bundle_path, compressed, args),
+                                        f'{NAMESPACE}/{spec.name}', f'classifier_{spec.name}'),
+                           stdout=log)
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
@@ -161,19 +134,13 @@ def replay_into_node(spec, bundle, bundle_path: str, frames: list, args,
         last = sent[-1] if sent else time.perf_counter_ns()
         _wait(lambda: collector.count() >= len(frames) or
               (time.perf_counter_ns() - last) / 1e9 > args.result_timeout, args.result_timeout + 1)
-        _fill_records(records, frames, sent, collector, bundle)
+        _fill_records(records, frames, sent, collector)
     finally:
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.shutdown(context=context)
         spinner.join(timeout=5.0)
-        if node_proc.poll() is None:
-            node_proc.send_signal(2)  # SIGINT: the node's clean shutdown
-            try:
-                node_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
-                node_proc.wait(timeout=10)
+        stop_node(node_proc)
         log.close()
     return records
 
@@ -193,41 +160,27 @@ def _publish_frames(publisher, frames: list, rate_hz: float) -> list:
     return sent
 
 
-def _fill_records(records, frames, sent, collector, bundle) -> None:
+def _fill_records(records, frames, sent, collector) -> None:
     with collector.lock:
         results = dict(collector.results)
-    energy_seen = False
     for (_, _, stamp, _), t_sent in zip(frames, sent):
         got = results.get(stamp)
         if got is None:
             records.append_drop()
             continue
         t_recv, msg = got
-        records.class_id.append(int(msg.class_id))
-        records.score.append(float(msg.score))
-        records.exit_index.append(int(msg.exit_index))
-        records.blocks_fraction.append(int(msg.blocks_run) / max(1, int(msg.blocks_total)))
-        records.latency_ms.append((t_recv - t_sent) / 1e6)
-        records.inference_ms.append(float(msg.latency.inference_ms))
+        prediction = Prediction(
+            class_id=int(msg.class_id), score=float(msg.score), exit_index=int(msg.exit_index),
+            num_exits=int(msg.num_exits), blocks_run=int(msg.blocks_run),
+            blocks_total=int(msg.blocks_total), inference_ms=float(msg.latency.inference_ms))
+        records.append(prediction, (t_recv - t_sent) / 1e6, msg.energy)
         records.node_total_ms.append(float(msg.latency.total_ms))
-        measured = bool(msg.energy.measured) and math.isfinite(msg.energy.joules)
-        records.energy_j.append(float(msg.energy.joules) if measured else math.nan)
-        if not energy_seen:
-            records.energy_measured = bool(msg.energy.measured)
-            records.energy_source = str(msg.energy.source)
-            records.energy_method = str(msg.energy.method)
-            energy_seen = True
-        records.info.setdefault('backend', str(msg.backend))
         records.info['backend'] = str(msg.backend) or records.info['backend']
         records.info.setdefault('model_id', str(msg.model_id))
 
 
 def run_live_from_args(args, specs) -> EvaluationRun:
     """Live replay of ``args.bag`` into one node per configuration (``gfde-eval --mode live``)."""
-    from gfde_perception.bundle import load_bundle
-    from gfde_perception.evaluation import bags
-    from gfde_perception.evaluation.configurations import resolve_bundle_path
-
     for spec in specs:
         if spec.kind != 'bundle':
             raise ConfigError(f'configuration {spec.name!r} is a {spec.kind}: live mode runs the '
@@ -235,12 +188,12 @@ def run_live_from_args(args, specs) -> EvaluationRun:
     paths = [resolve_bundle_path(spec.path) for spec in specs]
     bundles = [load_bundle(path) for path in paths]
     class_names = tuple(bundles[0].labels)
-    reader = bags.read_labelled_frames(
+    reader = read_labelled_frames(
         args.bag, args.image_topic, args.label_topic, args.sidecar, class_names=class_names,
         on_unlabelled=args.on_unlabelled, on_orphan_labels=args.on_orphan_labels,
         tolerance_ns=args.tolerance_ns, limit=args.limit)
     wanted = set(reader.stamps_ns)
-    frames = [f for f in bags.raw_frames(args.bag, args.image_topic) if f[2] in wanted]
+    frames = [f for f in raw_frames(args.bag, args.image_topic) if f[2] in wanted]
     frames = frames[:len(reader)]
     if not frames:
         raise BagError(f'no frames to publish from {args.bag}')
@@ -252,7 +205,6 @@ def run_live_from_args(args, specs) -> EvaluationRun:
     records = [replay_into_node(spec, bundle, path, frames, args, out)
                for spec, bundle, path in zip(specs, bundles, paths)]
     labels = reader.labels
-    from gfde_perception.evaluation.offline import host_info
     return EvaluationRun(
         mode='live',
         source={'bag': str(args.bag), 'image_topic': args.image_topic,

@@ -17,7 +17,6 @@ once, outside the timed region, and handed to all configurations in turn. Three 
 * ``'blocked'``: one configuration over all frames, then the next.
 """
 
-import math
 import os
 import platform
 import time
@@ -25,15 +24,16 @@ from typing import Optional, Sequence
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.evaluation.records import ConfigurationRecords, EvaluationRun
+from gfde_perception.gating import confidence, first_exit
+from gfde_perception.preprocessing import preprocess_batch
 import numpy as np
+import torch
 
 ORDERS = ('rotating-blocks', 'interleaved', 'blocked')
 
 
 def host_info(threads: int = 0) -> dict:
     """Return the machine and library versions figures are measured on."""
-    import torch
-
     info = {
         'platform': platform.platform(), 'machine': platform.machine(),
         'processor': platform.processor() or platform.machine(),
@@ -70,7 +70,7 @@ def run_offline(frames, configurations: Sequence, *, warmup: int = 5,
     Replay ``frames`` through every configuration and record predictions and timings.
 
     :param frames: a re-iterable of ``(image, label, stamp_ns)`` (a
-        :class:`~gfde_perception.evaluation.bags.FrameReader` or a list); labels may be None.
+        :class:`~gfde_perception.recording.FrameReader` or a list); labels may be None.
     :param configurations: built configurations (see :mod:`.configurations`), names unique.
     :param warmup: frames run through each configuration untimed first (caches, allocator,
         lazy initialisation), taken from the start of ``frames``.
@@ -97,7 +97,6 @@ def run_offline(frames, configurations: Sequence, *, warmup: int = 5,
     if len(set(names)) != len(names):
         raise ConfigError(f'configuration names must be unique, got {names}')
     if threads:
-        import torch
         torch.set_num_threads(int(threads))
     records = [ConfigurationRecords(c.spec.name, c.describe()) for c in configurations]
     if warmup:
@@ -178,11 +177,6 @@ def exit_confidences(bundle, frames, batch_size: int = 256) -> tuple:
     :return: ``(predictions (E, N) int, confidences (E, N) float)`` for every exit E (the final
         one last), the confidence being the gate metric of the bundle.
     """
-    import torch
-
-    from gfde_perception.gating import confidence
-    from gfde_perception.preprocessing import preprocess_batch
-
     model = bundle.build_model()
     metric = bundle.gate.metric
     weights = bundle.gate.learned_weights
@@ -215,8 +209,6 @@ def simulate_exits(confidences: np.ndarray, thresholds: Sequence[float]) -> np.n
     :return: (N,) exit indices, decided by :func:`gfde_perception.gating.first_exit`, the
         runtime's own rule.
     """
-    from gfde_perception.gating import first_exit
-
     num_exits = confidences.shape[0]
     if len(thresholds) != num_exits - 1:
         raise ConfigError(f'{num_exits} exits need {num_exits - 1} thresholds, got '
@@ -285,10 +277,3 @@ def _total_blocks(bundle) -> int:
     backbone = bundle.config.backbone
     depth = backbone.depths if getattr(backbone, 'hierarchical', False) else backbone.depth
     return int(sum(depth)) if isinstance(depth, (tuple, list)) else int(depth)
-
-
-def finite_mean(values) -> float:
-    """Mean of the finite entries, NaN when there are none."""
-    arr = np.asarray(values, dtype=np.float64)
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else math.nan

@@ -4,7 +4,9 @@
 PNG plots of an evaluation report.
 
 Latency distributions, exit histograms, the exit-threshold trade-off and confusion matrices,
-drawn with matplotlib's Agg backend (no display needed).
+drawn with matplotlib's Agg backend (no display needed). Each ``*_figure`` function builds one
+figure, so tests can look at what a reader will see; :func:`write_plots` chooses those the run
+has something to show in, and saves them.
 """
 
 from pathlib import Path
@@ -20,13 +22,23 @@ PLOT_FILES = {
 
 
 def _pyplot():
+    # matplotlib here, not at the top: the report and its JSON need none of it (--no-plots).
     import matplotlib
     matplotlib.use('Agg')  # files only: evaluation runs on headless robots and CI
     import matplotlib.pyplot as plt
     return plt
 
 
-def plot_latency(run, path) -> None:
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers ('20', '6'), not '2x10^1', '6x10^0'."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f'{value:g}')
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
+def latency_figure(run):
     """Latency distribution of every configuration (box plot over frames, log scale)."""
     plt = _pyplot()
     data, names = [], []
@@ -45,19 +57,28 @@ def plot_latency(run, path) -> None:
         ax.text(i, np.percentile(values, 99), f'p50 {np.median(values):.2f}', ha='center',
                 va='bottom', fontsize=8)
     ax.set_yscale('log')
+    _plain_log_ticks(ax.yaxis)
     ax.set_ylabel('latency per frame (ms, log scale)')
-    ax.set_title(f'Latency per configuration ({run.mode}, {run.frames} frames; '
-                 'whiskers p1-p99)')
+    # Two lines: one would be clipped by the narrow figure of one or two configurations.
+    ax.set_title(f'Latency per configuration\n({run.mode}, {run.frames} frames; '
+                 'whiskers p1-p99)', fontsize=10)
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_exit_histogram(report: dict, path) -> None:
-    """Share of frames leaving at each exit, grouped by configuration."""
+def exit_histogram_figure(report: dict):
+    """
+    Share of frames leaving at each exit, grouped by configuration; None without exits.
+
+    Only configurations with early exits are drawn: a model without them (the teacher) has no
+    exit to choose and would read as leaving at exit 0 on every frame.
+    """
+    summaries = [s for s in report['configurations']
+                 if len(s['exit_histogram']['counts']) > 1]
+    if not summaries:
+        return None
     plt = _pyplot()
-    summaries = report['configurations']
     most = max(len(s['exit_histogram']['counts']) for s in summaries)
     width = 0.8 / max(1, len(summaries))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * most + 3), 4.2))
@@ -73,15 +94,16 @@ def plot_exit_histogram(report: dict, path) -> None:
     ax.legend(fontsize=8)
     ax.grid(True, axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_tradeoff(report: dict, path) -> bool:
-    """Accuracy and backbone share against the shared exit threshold; False when no curve."""
-    curves = [s for s in report['configurations'] if s.get('tradeoff')]
-    if not curves:
-        return False
+def tradeoff_figure(curves: list, target: str):
+    """
+    Accuracy (or agreement) and backbone share against the shared exit threshold.
+
+    :param curves: the configuration summaries that carry a ``tradeoff`` sweep.
+    :param target: what the y axis measures: 'accuracy' or 'agreement with NAME'.
+    """
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for s in curves:
@@ -95,7 +117,6 @@ def plot_tradeoff(report: dict, path) -> bool:
         op = t['operating_point']
         right.scatter([100 * op['blocks_fraction']], [100 * op['accuracy']], marker='*', s=150,
                       color=line.get_color(), zorder=5, label=f"{s['name']} calibrated")
-    target = 'accuracy' if report['labelled'] else f"agreement with {report.get('reference')}"
     left.set_xlabel('exit threshold (same for every early exit)')
     left.set_ylabel('%')
     left.set_title(f'{target} and compute vs threshold')
@@ -107,19 +128,13 @@ def plot_tradeoff(report: dict, path) -> bool:
     right.legend(fontsize=7)
     right.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_confusion(report: dict, path) -> bool:
-    """Row-normalised confusion matrices (one panel per configuration); False without labels."""
-    summaries = [s for s in report['configurations'] if s.get('confusion_matrix')]
-    if not summaries:
-        return False
+def confusion_figure(summaries: list, class_names):
+    """Row-normalised confusion matrices, one panel per summary that carries one."""
     plt = _pyplot()
-    names = report.get('class_names') or [str(i) for i in
-                                          range(len(summaries[0]['confusion_matrix']))]
+    names = class_names or [str(i) for i in range(len(summaries[0]['confusion_matrix']))]
     n = len(summaries)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
@@ -144,22 +159,24 @@ def plot_confusion(report: dict, path) -> bool:
         ax.set_xlabel('predicted', fontsize=8)
         ax.set_ylabel('true', fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def write_plots(run, report: dict, out_dir) -> list:
     """Write every applicable plot into ``out_dir``; return the file names written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    curves = [s for s in report['configurations'] if s.get('tradeoff')]
+    target = 'accuracy' if report['labelled'] else f"agreement with {report.get('reference')}"
+    labelled = [s for s in report['configurations'] if s.get('confusion_matrix')]
+    figures = (('latency', latency_figure(run)), ('exits', exit_histogram_figure(report)),
+               ('tradeoff', tradeoff_figure(curves, target) if curves else None),
+               ('confusion', confusion_figure(labelled, report.get('class_names'))
+                if labelled else None))
     written = []
-    plot_latency(run, out_dir / PLOT_FILES['latency'])
-    written.append(PLOT_FILES['latency'])
-    plot_exit_histogram(report, out_dir / PLOT_FILES['exits'])
-    written.append(PLOT_FILES['exits'])
-    if plot_tradeoff(report, out_dir / PLOT_FILES['tradeoff']):
-        written.append(PLOT_FILES['tradeoff'])
-    if plot_confusion(report, out_dir / PLOT_FILES['confusion']):
-        written.append(PLOT_FILES['confusion'])
+    for key, fig in figures:
+        if fig is not None:
+            fig.savefig(out_dir / PLOT_FILES[key], dpi=120)
+            _pyplot().close(fig)
+            written.append(PLOT_FILES[key])
     return written

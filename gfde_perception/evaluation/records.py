@@ -29,6 +29,8 @@ class ConfigurationRecords:
     :ivar score: probability of the predicted class.
     :ivar exit_index: exit taken per frame (``MISSING`` for a dropped frame).
     :ivar blocks_fraction: share of the backbone run per frame.
+    :ivar blocks_run: backbone blocks run per frame (``MISSING`` for a dropped frame).
+    :ivar blocks_total: backbone blocks of the model (0 for a model without blocks).
     :ivar latency_ms: wall-clock latency per frame measured by the evaluation loop (offline:
         the ``predict`` call, preprocessing included; live: publish to result received).
     :ivar inference_ms: the runtime's own inference time per frame (NaN where not reported).
@@ -45,6 +47,8 @@ class ConfigurationRecords:
     score: list = field(default_factory=list)
     exit_index: list = field(default_factory=list)
     blocks_fraction: list = field(default_factory=list)
+    blocks_run: list = field(default_factory=list)
+    blocks_total: int = 0
     latency_ms: list = field(default_factory=list)
     inference_ms: list = field(default_factory=list)
     energy_j: list = field(default_factory=list)
@@ -63,6 +67,8 @@ class ConfigurationRecords:
         self.score.append(float(prediction.score))
         self.exit_index.append(int(prediction.exit_index))
         self.blocks_fraction.append(float(prediction.blocks_fraction))
+        self.blocks_run.append(int(prediction.blocks_run))
+        self.blocks_total = int(prediction.blocks_total)
         self.latency_ms.append(float(latency_ms))
         self.inference_ms.append(float(prediction.inference_ms))
         if energy is None:
@@ -75,7 +81,7 @@ class ConfigurationRecords:
 
     def append_drop(self) -> None:
         """Add a frame that produced no result (live mode)."""
-        for name in ('class_id', 'exit_index'):
+        for name in ('class_id', 'exit_index', 'blocks_run'):
             getattr(self, name).append(MISSING)
         for name in ('score', 'blocks_fraction', 'latency_ms', 'inference_ms', 'energy_j',
                      'node_total_ms'):
@@ -138,7 +144,7 @@ class EvaluationRun:
 
     def save(self, path) -> None:
         """Write the run as JSON (NaN written as null)."""
-        Path(path).write_text(json.dumps(_nan_to_none(self.to_dict())))
+        Path(path).write_text(json.dumps(nan_to_none(self.to_dict())))
 
     @classmethod
     def load(cls, path) -> 'EvaluationRun':
@@ -151,11 +157,12 @@ class EvaluationRun:
         return cls.from_dict(data)
 
 
-def _nan_to_none(value):
+def nan_to_none(value):
+    """Return ``value`` with every non-finite float (nested in dicts and lists) as None."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value

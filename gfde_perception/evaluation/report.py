@@ -207,11 +207,12 @@ def _pct(value) -> str:
 
 
 def configuration_table(report: dict) -> list:
-    """Markdown rows: one per configuration."""
+    """Markdown rows: one per configuration (live runs add the frames each node dropped)."""
     quality = 'accuracy' if report['labelled'] else 'agreement'
+    live = report['mode'] == 'live'
     rows = [f'| configuration | kind / policy | backend | {quality} | p50 ms | p90 ms | p99 ms '
-            '| mean ms | backbone used | exits taken | J/frame |',
-            '|---|---|---|---|---|---|---|---|---|---|---|']
+            '| mean ms | backbone used | exits taken | J/frame |' + (' dropped |' if live else ''),
+            '|---|---|---|---|---|---|---|---|---|---|---|' + ('---|' if live else '')]
     for s in report['configurations']:
         info = s['info']
         if report['labelled']:
@@ -223,10 +224,11 @@ def configuration_table(report: dict) -> list:
         energy = (_fmt(s['energy']['joules_per_frame'], '.4f') if s['energy']['measured']
                   else 'not measured')
         rows.append(
-            f"| {s['name']} | {info.get('kind', '?')} / {info.get('policy', '-')} | "
+            f"| {s['name']} | {info.get('kind', '?')} / {info.get('policy') or '-'} | "
             f"{info.get('backend', '?')} | {q} | {_fmt(lat['p50'])} | {_fmt(lat['p90'])} | "
             f"{_fmt(lat['p99'])} | {_fmt(lat['mean'])} | {_pct(s['blocks_fraction'])} | "
-            f'{exits} | {energy} |')
+            f'{exits} | {energy} |' + (f" {s['dropped']} of {s['frames'] + s['dropped']} |"
+                                       if live else ''))
     return rows
 
 
@@ -246,36 +248,56 @@ def comparison_rows(report: dict, pairs: Sequence[tuple]) -> list:
     return rows
 
 
+def _threads(report: dict) -> str:
+    """Return the torch threads the configurations ran with, as the run's settings say."""
+    requested = report.get('settings', {}).get('threads') or 0
+    if report['mode'] == 'live' and not requested:
+        return "the nodes' default threads"  # each node chose; this process cannot tell
+    count = requested or report.get('host', {}).get('torch_threads')
+    if count is None:
+        return '? threads'
+    return f"{count} thread{'' if count == 1 else 's'}"
+
+
 def _host_line(report: dict) -> str:
     host = report.get('host', {})
     settings = report.get('settings', {})
     return (f"Measured on {host.get('processor', '?')} ({host.get('cpu_count', '?')} CPUs, "
-            f"torch {host.get('torch', '?')}, {host.get('torch_threads', '?')} threads, "
+            f"torch {host.get('torch', '?')}, {_threads(report)}, "
             f"CUDA: {'yes, ' + host['gpu'] if host.get('cuda') else 'no'}); "
             f"{report['mode']} replay, order {settings.get('order', '?')}, "
             f"warm-up {settings.get('warmup', '?')} frames.")
 
 
+def _slowest(report: dict) -> str:
+    """Name of the configuration with the highest mean latency (the first when none has one)."""
+    timed = [s for s in report['configurations'] if s['latency_ms']['mean'] is not None]
+    if not timed:
+        return report['configurations'][0]['name']
+    return max(timed, key=lambda s: s['latency_ms']['mean'])['name']
+
+
 def to_markdown(report: dict) -> str:
     """Human-readable summary of a report (what ``gfde-eval`` writes as ``report.md``)."""
     src = report.get('source', {})
+    head = next(s for s in report['configurations'] if s['name'] == report['primary'])
     lines = ['# gfde-eval report', '',
              f"Bag `{src.get('bag', '?')}`, topic `{src.get('image_topic', '?')}`, "
-             f"labels from {src.get('labels', 'nowhere')}; {report['frames']} frames "
-             f"(primary configuration: `{report['primary']}`).", '',
+             f"labels from {src.get('labels', 'nowhere')}; {head['frames'] + head['dropped']} "
+             f"frames (primary configuration: `{report['primary']}`).", '',
              _host_line(report), '', '## Configurations', '']
     lines += configuration_table(report)
     if not report['labelled'] and report.get('reference'):
         lines += ['', f"The bag has no labels: quality is agreement with `{report['reference']}`."]
-    drops = [s for s in report['configurations'] if s['dropped']]
-    if drops:
-        lines += ['', 'Dropped frames (no result within the wait): ' + ', '.join(
-            f"{s['name']}: {s['dropped']}" for s in drops)]
+    if report['mode'] == 'live':
+        lines += ['', '"dropped": frames published to the node that got no result within the '
+                  'wait (superseded in its keep-newest queue, refused, or lost in transport).']
     names = [s['name'] for s in report['configurations']]
-    base = report.get('reference') or names[0]
+    base = report.get('reference') or _slowest(report)
     pairs = [(base, n) for n in names if n != base]
     if pairs:
-        lines += ['', f'## Against `{base}`', ''] + comparison_rows(report, pairs)
+        why = '' if report.get('reference') else ' (the slowest; choose another with --reference)'
+        lines += ['', f'## Against `{base}`{why}', ''] + comparison_rows(report, pairs)
     curves = [s for s in report['configurations'] if s.get('tradeoff')]
     for s in curves:
         t = s['tradeoff']

@@ -42,7 +42,7 @@ READY_TIMEOUT_S = 120.0
 
 def camera_frames(count: int, seed: int = 0, root=None) -> tuple:
     """``count`` Fashion-MNIST test images as 640x480 rgb8 frames, with their labels."""
-    from gfde_perception.evaluation.make_bag import resize
+    from gfde_perception.recording.labelled_bag import resize
     from gfde_perception.training.data import load_fashion_mnist
 
     data = load_fashion_mnist('test', root) if root else load_fashion_mnist('test')

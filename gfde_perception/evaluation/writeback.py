@@ -5,16 +5,20 @@ Write an evaluation's results back as a new bag, for inspection in any rosbag2 t
 
 The new bag holds the source frames (their CDR bytes copied unchanged) and, per configuration,
 a ``gfde_msgs/Classification`` topic ``/gfde_eval/<name>/classification`` whose headers carry
-the frame stamps, so results line up with images in Foxglove, rqt_bag or a script.
+the frame stamps, so results line up with images in Foxglove, rqt_bag or a script. Each result
+is rebuilt as a runtime :class:`~gfde_perception.runtime.Result` from the records and turned
+into the message by :func:`~gfde_perception.runtime.result.classification_fields`, the mapping
+the node publishes with.
 """
 
 import math
 
 from gfde_perception.errors import BagError
-from gfde_perception.evaluation.bags import (BagWriter, CLASSIFICATION_TYPE, list_topics,
-                                             make_header, make_typestore, raw_frames)
 from gfde_perception.evaluation.records import MISSING
-import numpy as np
+from gfde_perception.recording import (BagWriter, CLASSIFICATION_TYPE, list_topics, make_header,
+                                       make_typestore, message_from_fields, raw_frames)
+from gfde_perception.runtime.result import (classification_fields, ClassScore, EnergyReading,
+                                            Result, StageTimings)
 
 TOPIC_PREFIX = '/gfde_eval'
 
@@ -24,47 +28,43 @@ def result_topic(name: str) -> str:
     return f'{TOPIC_PREFIX}/{name}/classification'
 
 
-def _classification(store, stamp_ns: int, records, i: int, class_names, image_topic: str):
-    types = store.types
-    class_id = records.class_id[i]
-    num_exits = records.num_exits
-    latency = types['gfde_msgs/msg/StageLatency'](
-        decode_ms=0.0, preprocess_ms=0.0, segment_ms=np.zeros(0, np.float32),
-        exit_head_ms=np.zeros(0, np.float32),
-        inference_ms=_f(records.inference_ms[i]), queue_ms=0.0,
-        total_ms=_f(records.latency_ms[i]), frame_age_ms=0.0)
-    joules = records.energy_j[i]
-    energy = types['gfde_msgs/msg/Energy'](
-        measured=bool(records.energy_measured and math.isfinite(joules)),
-        joules=float(joules), source=records.energy_source, method=records.energy_method)
-    label = class_names[class_id] if 0 <= class_id < len(class_names) else ''
-    score = types['gfde_msgs/msg/ClassScore'](class_id=int(class_id), label=label,
-                                              score=_f(records.score[i]))
-    blocks = records.blocks_fraction[i]
-    return types[CLASSIFICATION_TYPE](
-        header=make_header(store, stamp_ns, ''), class_id=int(class_id), label=label,
-        score=_f(records.score[i]), top_k=[score], exit_index=int(records.exit_index[i]),
-        num_exits=int(num_exits), blocks_run=int(round(1000 * blocks)) if math.isfinite(blocks)
-        else 0, blocks_total=1000, gate_metric=str(records.info.get('gate_metric', '')),
-        gate_confidence=np.zeros(0, np.float32), gate_threshold=np.asarray(
-            records.info.get('thresholds', []), dtype=np.float32),
-        policy=str(records.info.get('policy', '')), speculative_segments=0, latency=latency,
-        energy=energy, backend=str(records.info.get('backend', '')), exit_device='',
-        model_id=str(records.info.get('model_id', records.name)), answered_by='',
-        source_topic=image_topic,
-        frame_seq=int(i))
-
-
-def _f(value) -> float:
+def _finite(value) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def recorded_result(records, i: int, class_names) -> Result:
+    """
+    Rebuild frame ``i``'s result from the records (what they keep of it).
+
+    Kept: class, score, exit, blocks run, the runtime's inference time, energy, and the
+    configuration's gate metric, thresholds, policy, backend and model id. Not kept (left
+    empty): the rest of the top-k list, per-stage timings, gate confidences.
+    """
+    info = records.info
+    class_id = int(records.class_id[i])
+    label = class_names[class_id] if 0 <= class_id < len(class_names) else ''
+    score = _finite(records.score[i])
+    joules = float(records.energy_j[i])
+    return Result(
+        class_id=class_id, label=label, score=score, top_k=(ClassScore(class_id, label, score),),
+        exit_index=int(records.exit_index[i]), num_exits=records.num_exits,
+        blocks_run=int(records.blocks_run[i]), blocks_total=int(records.blocks_total),
+        gate_metric=str(info.get('gate_metric', '')), gate_confidence=(),
+        gate_threshold=tuple(info.get('thresholds', ())),
+        # The records keep the policy as written ('threshold=0.8'); results carry its keyword.
+        policy=str(info.get('policy', '')).partition('=')[0], speculative_segments=0,
+        timings=StageTimings(0.0, (), (), _finite(records.inference_ms[i])),
+        backend=str(info.get('backend', '')), exit_device='',
+        model_id=str(info.get('model_id', records.name)),
+        energy=EnergyReading(bool(records.energy_measured and math.isfinite(joules)), joules,
+                             records.energy_source, records.energy_method))
 
 
 def write_results_bag(run, out_path, storage: str = 'mcap') -> dict:
     """
     Write ``run``'s frames and results into a new bag at ``out_path``.
 
-    ``blocks_run``/``blocks_total`` carry the backbone share in thousandths (the records keep
-    the share, not the block counts). Dropped frames (live mode) get no result message.
+    Dropped frames (live mode) get no result message.
 
     :return: ``{topic: messages written}``.
     :raises BagError: the source bag cannot be read or the output exists.
@@ -95,8 +95,13 @@ def write_results_bag(run, out_path, storage: str = 'mcap') -> dict:
             for i, stamp in enumerate(stamps):
                 if records.class_id[i] == MISSING:
                     continue
-                writer.write(topic, _classification(store, stamp, records, i, run.class_names,
-                                                    image_topic), stamp)
+                fields = classification_fields(
+                    recorded_result(records, i, run.class_names),
+                    total_ms=_finite(records.latency_ms[i]), source_topic=image_topic,
+                    frame_seq=i)
+                fields['header'] = make_header(store, stamp, '')
+                writer.write(topic, message_from_fields(store, CLASSIFICATION_TYPE, fields),
+                             stamp)
                 written += 1
             counts[topic] = written
     return counts

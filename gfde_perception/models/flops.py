@@ -37,7 +37,7 @@ def filter_macs(dim: int, size: int, form: str) -> int:
 
 
 def _module_macs(module: nn.Module, out: torch.Tensor) -> int:
-    """MACs of one counted module (see ``_COUNTED``) given its output."""
+    """Count the MACs of one counted module (see ``_COUNTED``) given its output."""
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return out.numel() * (module.in_channels // module.groups) * kh * kw

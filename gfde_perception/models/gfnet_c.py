@@ -69,7 +69,10 @@ class GFNetCConfig:
     :ivar stem_strides: stride (1 or 2) of each stem convolution; the token grid is
         ``img_size`` divided by their product.
     :ivar embed_dims: width of each stage.
-    :ivar depths: GFNet blocks of each stage; stage s > 0 halves the grid first.
+    :ivar depths: GFNet blocks of each stage.
+    :ivar stage_strides: for each stage after the first, 2 (halve the grid with a 2x2 stride-2
+        convolution, as in GFNet-H) or 1 (keep the grid, change the width with a 1x1
+        convolution); default: all 2.
     :ivar mlp_ratio: MLP hidden width / stage width.
     :ivar act: 'relu' (fuses into convolutions on every runtime) or 'gelu'.
     :ivar drop_rate: dropout before the classifier heads.
@@ -85,6 +88,7 @@ class GFNetCConfig:
     stem_strides: tuple = (2, 2)
     embed_dims: tuple = (64,)
     depths: tuple = (4,)
+    stage_strides: Optional[tuple] = None
     mlp_ratio: float = 2.0
     act: str = 'relu'
     drop_rate: float = 0.0
@@ -115,7 +119,13 @@ class GFNetCConfig:
                               f', got {dims} and {depths}')
         if sum(depths) > MAX_DEPTH:
             raise ConfigError(f'at most {MAX_DEPTH} blocks, got {sum(depths)}')
-        reduction = math.prod(strides) * 2 ** (len(dims) - 1)
+        transitions = (2,) * (len(dims) - 1) if self.stage_strides is None else \
+            _positive_ints('stage_strides', self.stage_strides, 2)
+        if len(transitions) != len(dims) - 1:
+            raise ConfigError(f'stage_strides needs {len(dims) - 1} values (one per stage after '
+                              f'the first), got {self.stage_strides!r}')
+        object.__setattr__(self, 'stage_strides', transitions)
+        reduction = math.prod(strides) * math.prod(transitions)
         if self.img_size % reduction:
             raise ConfigError(f'img_size {self.img_size} must be a multiple of {reduction} '
                               f'(stem strides {strides} and {len(dims) - 1} down-sampling(s))')
@@ -132,7 +142,7 @@ class GFNetCConfig:
 
     @property
     def grid(self) -> int:
-        """Side of the first stage's grid (after the stem)."""
+        """Return the side of the first stage's token grid, after the stem."""
         return self.img_size // math.prod(self.stem_strides)
 
     @property
@@ -147,9 +157,11 @@ class GFNetCConfig:
 
     def block_layout(self) -> tuple:
         """Per flat block index: (stage, index in stage, width, grid side)."""
-        out = []
+        out, side = [], self.grid
         for stage, (dim, n) in enumerate(zip(self.embed_dims, self.depths)):
-            out.extend((stage, j, dim, self.grid >> stage) for j in range(n))
+            if stage:
+                side //= self.stage_strides[stage - 1]
+            out.extend((stage, j, dim, side) for j in range(n))
         return tuple(out)
 
     def to_dict(self) -> dict:
@@ -289,7 +301,7 @@ class BlockC(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
-        """The token mixing of the block: the normalised global filter."""
+        """Mix the tokens: the normalised global filter of the block."""
         if hasattr(self, 'folded'):
             return self.folded(x)
         return self.norm2(self.filter(self.norm1(x)))
@@ -308,11 +320,16 @@ class ConvNormAct(nn.Sequential):
 
 
 class DownSample(nn.Sequential):
-    """Between stages: BatchNorm then a 2x2 stride-2 convolution; folded: one conv."""
+    """
+    Between stages: BatchNorm, then a stride x stride convolution of that stride.
 
-    def __init__(self, c_in: int, c_out: int, folded: bool = False):
+    Stride 2 halves the grid (GFNet-H's down-sampling); stride 1 is a 1x1 convolution that only
+    changes the width. Folded (deployable form): the norm is inside the convolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 2, folded: bool = False):
         super().__init__(nn.Identity() if folded else nn.BatchNorm2d(c_in),
-                         nn.Conv2d(c_in, c_out, 2, stride=2))
+                         nn.Conv2d(c_in, c_out, stride, stride=stride))
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -355,7 +372,8 @@ class GFNetC(nn.Module):
         blocks = [BlockC(dim, size, c.mlp_ratio, c.act, dpr[i], c.filter_form)
                   for i, (_, _, dim, size) in enumerate(layout)]
         self.downsamples = nn.ModuleList(
-            [nn.Identity()] + [DownSample(c.embed_dims[s - 1], c.embed_dims[s], folded)
+            [nn.Identity()] + [DownSample(c.embed_dims[s - 1], c.embed_dims[s],
+                                          c.stage_strides[s - 1], folded)
                                for s in range(1, len(c.embed_dims))])
         staged, start = [], 0
         for depth in c.depths:

@@ -3,18 +3,16 @@
 """
 Message <-> array converters in cv_bridge's verb pairs, over :mod:`gfde_perception.image_codec`.
 
-Also split-model feature packets <-> ``gfde_msgs/SplitFeatures``
-(:mod:`gfde_perception.feature_codec`).
-
 The codec does the decoding from plain fields; this module only reads and writes message fields,
 so every decoding rule (encodings, padding, byte order, JPEG/PNG) lives in one ROS-free place.
+Also split-model feature packets <-> ``gfde_msgs/SplitFeatures``
+(:mod:`gfde_perception.feature_codec`).
 """
 
-import math
-
-from gfde_msgs.msg import Classification, ClassScore, SplitFeatures
+from gfde_msgs.msg import Classification, ClassScore, Energy, SplitFeatures, StageLatency
 from gfde_perception import image_codec
 from gfde_perception.feature_codec import FeaturePacket
+from gfde_perception.runtime.result import classification_fields
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -93,67 +91,23 @@ def array_to_compressed_imgmsg(array: np.ndarray, format: str = 'jpeg',  # noqa:
     return msg
 
 
-def _finite(value: float) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else float('nan')
-
-
-def result_to_msg(result, header=None, top_k: int = None, decode_ms: float = 0.0,
-                  queue_ms: float = 0.0, total_ms: float = 0.0, frame_age_ms: float = 0.0,
-                  source_topic: str = '', frame_seq: int = 0) -> Classification:
+def result_to_msg(result, header=None, **fields) -> Classification:
     """
     Build ``gfde_msgs/Classification`` from a runtime Result and the node's own timings.
 
     :param result: a :class:`gfde_perception.runtime.Result`.
     :param header: the source image's header, copied unchanged.
-    :param top_k: publish at most this many top-k entries (None = all the result has).
-    :param decode_ms: time spent decoding the message into an array.
-    :param queue_ms: time the frame waited for the inference worker.
-    :param total_ms: from the message arriving to the result being published.
-    :param frame_age_ms: publish time minus the image header stamp.
-    :param source_topic: resolved name of the camera topic.
-    :param frame_seq: the node's sequence number of the frame on its topic.
+    :param fields: ``top_k``, ``decode_ms``, ``queue_ms``, ``total_ms``, ``frame_age_ms``,
+        ``source_topic``, ``frame_seq``, as
+        :func:`gfde_perception.runtime.result.classification_fields` takes them.
     :return: the message.
     """
-    msg = Classification()
+    values = classification_fields(result, **fields)
+    msg = Classification(top_k=[ClassScore(**c) for c in values.pop('top_k')],
+                         latency=StageLatency(**values.pop('latency')),
+                         energy=Energy(**values.pop('energy')), **values)
     if header is not None:
         msg.header = header
-    msg.class_id = int(result.class_id)
-    msg.label = str(result.label)
-    msg.score = _finite(result.score)
-    entries = result.top_k if top_k is None else result.top_k[:top_k]
-    msg.top_k = [ClassScore(class_id=int(c.class_id), label=str(c.label), score=float(c.score))
-                 for c in entries]
-    msg.exit_index = int(result.exit_index)
-    msg.num_exits = int(result.num_exits)
-    msg.blocks_run = int(result.blocks_run)
-    msg.blocks_total = int(result.blocks_total)
-    msg.gate_metric = str(result.gate_metric)
-    msg.gate_confidence = [float(c) for c in result.gate_confidence]
-    msg.gate_threshold = [float(t) for t in result.gate_threshold]
-    msg.policy = str(result.policy)
-    msg.speculative_segments = int(result.speculative_segments)
-    timings = result.timings
-    latency = msg.latency
-    latency.decode_ms = float(decode_ms)
-    latency.preprocess_ms = float(timings.preprocess_ms)
-    latency.segment_ms = [float(v) for v in timings.segment_ms]
-    latency.exit_head_ms = [float(v) for v in timings.exit_head_ms]
-    latency.inference_ms = float(timings.inference_ms)
-    latency.queue_ms = float(queue_ms)
-    latency.total_ms = float(total_ms)
-    latency.frame_age_ms = float(frame_age_ms)
-    energy = result.energy
-    msg.energy.measured = bool(energy.measured)
-    msg.energy.joules = float(energy.joules)
-    msg.energy.source = str(energy.source)
-    msg.energy.method = str(energy.method)
-    msg.backend = str(result.backend)
-    msg.exit_device = str(result.exit_device)
-    msg.model_id = str(result.model_id)
-    msg.answered_by = str(result.answered_by)
-    msg.source_topic = source_topic
-    msg.frame_seq = int(frame_seq)
     return msg
 
 

@@ -3,27 +3,31 @@
 """
 Demo: play camera frames into the classifier node over DDS and print what comes out.
 
-Starts the installed node in its own process (or uses one already running with ``--no-start``),
-publishes the frames of a bag (read with :mod:`gfde_perception.evaluation.bags`, messages sent
+Starts the node in its own process (or uses one already running with ``--no-start``),
+publishes the frames of a bag (read with :mod:`gfde_perception.recording`, messages sent
 unchanged as their serialised bytes) or, without a bag, frames from an array source, collects
 the ``gfde_msgs/Classification`` results and prints a short table and a summary of latency and
-exits. The image publisher loads the Fast DDS profile for large images (config/).
+exits. This process and the node run in :func:`gfde_perception.workspace.dds_environment`
+(loopback discovery, the Fast DDS profile for large images, installed or in the source tree).
 """
 
 import argparse
 from collections import Counter
 import os
-from pathlib import Path
-import signal
-import subprocess
 import sys
 import threading
 import time
 
+from gfde_msgs.msg import Classification
+from gfde_perception.recording import bag_classes, list_topics, raw_frames, read_labelled_frames
+from gfde_perception.ros.conversions import array_to_imgmsg
+from gfde_perception.stamps import stamp_to_ns
+from gfde_perception.workspace import dds_environment, node_command, start_node, stop_node
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[2]
-PROFILE = REPO / 'config' / 'fastdds_large_images.xml'
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
 
 
 def array_frames(count: int, size=(480, 640)):
@@ -38,14 +42,12 @@ def array_frames(count: int, size=(480, 640)):
         yield np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
-def _start_node(args, env):
-    argv = [sys.executable, '-m', 'gfde_perception.ros.node', '--ros-args',
-            '-r', '__node:=gfde_demo_classifier', '-r', f'image:={args.topic_out}']
+def _start_node(args):
+    params = {'model.backend': args.backend}
     if args.bundle:
-        argv += ['-p', f'model.bundle:={args.bundle}']
-    argv += ['-p', f'model.backend:={args.backend}']
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+        params['model.bundle'] = args.bundle
+    return start_node(node_command(params, node_name='gfde_demo_classifier',
+                                   remaps=[f'image:={args.topic_out}']))
 
 
 def main(argv=None) -> int:
@@ -64,17 +66,9 @@ def main(argv=None) -> int:
                         help='do not start a node: one is already listening on --topic-out')
     parser.add_argument('--rows', type=int, default=10, help='table rows to print')
     args = parser.parse_args(argv)
-    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(PROFILE))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-
-    from gfde_msgs.msg import Classification
-    from gfde_perception.ros.conversions import array_to_imgmsg
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
-    from sensor_msgs.msg import CompressedImage, Image
-
-    node_proc = None if args.no_start else _start_node(args, dict(os.environ))
+    # Before the first DDS participant exists: Fast DDS reads its profile when it creates one.
+    os.environ.update(dds_environment())
+    node_proc = None if args.no_start else _start_node(args)
     rclpy.init()
     probe = rclpy.create_node('gfde_demo_player')
     results = []  # appended by the executor thread only
@@ -92,7 +86,6 @@ def main(argv=None) -> int:
     truths = _bag_truths(args.bag, args.bag_topic, args.label_topic, args.frames)
     try:
         if args.bag:
-            from gfde_perception.evaluation.bags import raw_frames
             frames = raw_frames(args.bag, args.bag_topic)
             source = ((msgtype, raw) for msgtype, _, _, raw in frames)
             print(f'playing {args.bag} ({args.bag_topic}) into {args.topic_out}')
@@ -139,19 +132,14 @@ def main(argv=None) -> int:
         probe.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-        if node_proc is not None and node_proc.poll() is None:
-            node_proc.send_signal(signal.SIGINT)
-            try:
-                node_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
+        if node_proc is not None:
+            stop_node(node_proc, timeout=15)
 
 
 def _bag_truths(bag, image_topic, label_topic, limit) -> dict:
     """Return ``{stamp_ns: class name}`` from the bag's label topic, or {} when it has none."""
     if not bag or not label_topic:
         return {}
-    from gfde_perception.evaluation.bags import bag_classes, list_topics, read_labelled_frames
     if label_topic not in list_topics(bag):
         return {}
     names = bag_classes(bag)
@@ -160,17 +148,13 @@ def _bag_truths(bag, image_topic, label_topic, limit) -> dict:
     return {f.stamp_ns: (names[f.label] if names else str(f.label)) for f in frames}
 
 
-def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
 def _print_report(results, sent, rows, truths=None):
     truths = truths or {}
     print(f'\n{"seq":>5} {"stamp":>20} {"truth":<14}{"label":<14}{"score":>7}{"exit":>6}'
           f'{"total ms":>10}')
     for msg in results[:rows]:
         stamp = f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}'
-        truth = truths.get(_stamp_ns(msg), '-')
+        truth = truths.get(stamp_to_ns(msg.header.stamp), '-')
         print(f'{msg.frame_seq:5d} {stamp:>20} {truth[:13]:<14}{msg.label[:13]:<14}'
               f'{msg.score:7.3f}{msg.exit_index:>3}/{msg.num_exits:<2}'
               f'{msg.latency.total_ms:10.2f}')
@@ -192,7 +176,8 @@ def _print_report(results, sent, rows, truths=None):
                                 for k in range(n_exits)))
     blocks = np.mean([m.blocks_run / max(m.blocks_total, 1) for m in results])
     print(f'mean share of backbone blocks run: {blocks:.0%}')
-    judged = [(m.label, truths[_stamp_ns(m)]) for m in results if _stamp_ns(m) in truths]
+    stamps = [stamp_to_ns(m.header.stamp) for m in results]
+    judged = [(m.label, truths[s]) for m, s in zip(results, stamps) if s in truths]
     if judged:
         correct = sum(label == truth for label, truth in judged)
         print(f'accuracy against the bag labels: {correct}/{len(judged)} '

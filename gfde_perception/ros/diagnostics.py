@@ -98,20 +98,3 @@ def build_array(stamp, statuses) -> DiagnosticArray:
     array.header.stamp = stamp
     array.status = list(statuses)
     return array
-
-
-def publish_counts(node, publisher, name: str, counts: dict, info: dict) -> None:
-    """
-    Publish one DiagnosticStatus of static facts and event counters (the split nodes').
-
-    Never raises: a failed publish is logged, diagnostics must not take a node down.
-    """
-    status = DiagnosticStatus()
-    status.level = DiagnosticStatus.OK
-    status.name = name
-    status.values = [KeyValue(key=k, value=_fmt(v)) for k, v in list(info.items())
-                     + [(f'count.{k}', v) for k, v in counts.items()]]
-    try:
-        publisher.publish(build_array(node.get_clock().now().to_msg(), [status]))
-    except Exception as exc:  # noqa: B902 - any publish failure is only logged
-        node.get_logger().warning(f'diagnostics publish failed: {exc!r}')

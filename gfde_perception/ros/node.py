@@ -4,31 +4,28 @@
 The classifier node: camera topics in, ``gfde_msgs/Classification`` and ``/diagnostics`` out.
 
 A thin adapter: parameters -> config, message -> array, run the handed classifier, result ->
-message. Subscription callbacks only put the newest message of their topic in a
-:class:`~gfde_perception.ros.frame_mailbox.LatestFrameMailbox` and return; one worker thread of the
-node decodes, classifies and publishes, so the executor never blocks on inference and a frame
-superseded before inference starts is dropped and counted (the output never lags the camera).
-Bad input is skipped with a throttled warning and counted; the next good frame is processed.
+message. Subscription callbacks only :meth:`~gfde_perception.runtime.worker.InferenceWorker.submit`
+the message with its decoder and return; the ROS-free
+:class:`~gfde_perception.runtime.worker.InferenceWorker` keeps the newest frame of each topic,
+decodes, classifies and calls back :meth:`ClassifierNodeMixin._publish`, so the executor never
+blocks on inference and a frame superseded before inference starts is dropped and counted (the
+output never lags the camera). Bad input is skipped with a throttled warning and counted.
 """
 
-from dataclasses import dataclass
-import math
 import sys
-import threading
-import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification
-from gfde_perception.errors import ConfigError, GfdeError, ImageError
+from gfde_perception.errors import ConfigError, GfdeError
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import (compressed_imgmsg_to_array, imgmsg_to_array,
                                              result_to_msg)
 from gfde_perception.ros.diagnostics import build_array, build_status
-from gfde_perception.ros.frame_mailbox import LatestFrameMailbox
-from gfde_perception.stats import (bad_input_kind, DROP_BAD_INPUT, DROP_INFERENCE_ERROR,
-                                   DROP_NON_FINITE, DROP_PUBLISH_FAILED, DROP_SUPERSEDED,
-                                   PipelineStats)
+from gfde_perception.runtime.policies import DEFAULT_POLICY
+from gfde_perception.runtime.worker import Frame, FrameTiming, InferenceWorker
+from gfde_perception.stamps import stamp_to_ns
+from gfde_perception.stats import PipelineStats
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -48,159 +45,14 @@ def is_compressed_topic(name: str) -> bool:
     return name.rstrip('/').split('/')[-1] == COMPRESSED_SUFFIX
 
 
-def qos_profile(reliability: str, depth: int) -> QoSProfile:
-    """Return a keep-last, volatile QoS profile with the given reliability and depth."""
+def params_qos(values: dict, prefix: str) -> QoSProfile:
+    """Return the keep-last, volatile QoS of ``<prefix>.reliability`` and ``<prefix>.depth``."""
     return QoSProfile(
-        history=QoSHistoryPolicy.KEEP_LAST, depth=int(depth),
-        reliability=(QoSReliabilityPolicy.RELIABLE if reliability == 'reliable'
+        history=QoSHistoryPolicy.KEEP_LAST, depth=int(values[f'{prefix}.depth']),
+        reliability=(QoSReliabilityPolicy.RELIABLE
+                     if values[f'{prefix}.reliability'] == 'reliable'
                      else QoSReliabilityPolicy.BEST_EFFORT),
         durability=QoSDurabilityPolicy.VOLATILE)
-
-
-@dataclass
-class _Frame:
-    msg: Any
-    compressed: bool
-    topic: str
-    seq: int
-    arrival: float  # time.monotonic() when the callback ran
-
-
-class InferenceWorker:
-    """
-    The node's worker thread: newest frame -> decode -> classify -> publish, counting drops.
-
-    ROS entities are handed in as callables, so the plain and the lifecycle node share it.
-
-    :param classifier: object with ``classify(image) -> Result``.
-    :param publish: called with each Classification message (may raise: counted as dropped).
-    :param now_ns: current ROS time in nanoseconds (for the frame age).
-    :param logger: an rclpy logger.
-    :param stats: where events are counted.
-    """
-
-    def __init__(self, classifier, publish: Callable, now_ns: Callable[[], int], logger,
-                 stats: PipelineStats):
-        self.classifier = classifier
-        self.publish = publish
-        self.now_ns = now_ns
-        self.logger = logger
-        self.stats = stats
-        self.mailbox = LatestFrameMailbox()
-        self.top_k = 5
-        self.warn_period_s = 5.0
-        self.decode_max_bytes = params.DEFAULTS['decode.max_bytes']
-        self.last_result = None
-        self._warned = {}  # reason -> (last warning time, suppressed count)
-        self._seq = {}
-        self._thread = None
-        self._stop = threading.Event()
-
-    # --- producer side (executor thread) -------------------------------------------------------
-    def submit(self, msg, topic: str, compressed: bool):
-        """Hand a message to the worker (never blocks); a superseded frame is counted."""
-        seq = self._seq.get(topic, 0)
-        self._seq[topic] = seq + 1
-        self.stats.frame_received()
-        old = self.mailbox.put(topic, _Frame(msg, compressed, topic, seq, time.monotonic()))
-        if old is not None:
-            self.stats.frame_dropped(DROP_SUPERSEDED)
-
-    # --- consumer side ---------------------------------------------------------------------
-    def start(self):
-        """Start the worker thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self.mailbox.reopen()
-        self._thread = threading.Thread(target=self._run, name='gfde-inference', daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0):
-        """Stop the worker thread; frames still waiting are counted as superseded."""
-        self._stop.set()
-        self.mailbox.close()
-        for _ in self.mailbox.clear():
-            self.stats.frame_dropped(DROP_SUPERSEDED)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self):
-        while not self._stop.is_set():
-            got = self.mailbox.get(timeout=0.2)
-            if got is None:
-                continue
-            try:
-                self.process(got[1])
-            except Exception as exc:  # the worker must survive anything
-                self.stats.frame_dropped(DROP_INFERENCE_ERROR)
-                self._warn(DROP_INFERENCE_ERROR, f'unexpected error on a frame: {exc!r}')
-
-    def _warn(self, key: str, text: str):
-        now = time.monotonic()
-        last, suppressed = self._warned.get(key, (-math.inf, 0))
-        if now - last >= self.warn_period_s:
-            extra = f' ({suppressed} more since the last warning)' if suppressed else ''
-            self.logger.warning(f'frame skipped: {text}{extra}')
-            self._warned[key] = (now, 0)
-        else:
-            self._warned[key] = (last, suppressed + 1)
-
-    def process(self, frame: _Frame):
-        """Run one frame through decode, classify and publish (called by the worker thread)."""
-        start = time.monotonic()
-        queue_ms = (start - frame.arrival) * 1e3
-        try:
-            decode = compressed_imgmsg_to_array if frame.compressed else imgmsg_to_array
-            image = decode(frame.msg, self.decode_max_bytes)
-        except ImageError as exc:
-            kind = bad_input_kind(exc)
-            self.stats.frame_dropped(DROP_BAD_INPUT, kind)
-            self._warn(f'bad:{kind}', f'bad image on {frame.topic}: {exc}')
-            return
-        decoded = time.monotonic()
-        try:
-            result = self.classifier.classify(image)
-        except ImageError as exc:  # e.g. non-finite pixels found by preprocessing
-            kind = bad_input_kind(exc)
-            self.stats.frame_dropped(DROP_BAD_INPUT, kind)
-            self._warn(f'bad:{kind}', f'bad image on {frame.topic}: {exc}')
-            return
-        except GfdeError as exc:
-            self.stats.frame_dropped(DROP_INFERENCE_ERROR)
-            self._warn(DROP_INFERENCE_ERROR, f'inference failed on {frame.topic}: {exc}')
-            return
-        if not (math.isfinite(result.score)
-                and all(math.isfinite(c) for c in result.gate_confidence)):
-            self.stats.frame_dropped(DROP_NON_FINITE)
-            self._warn(DROP_NON_FINITE, f'non-finite scores on {frame.topic} (NaN input?)')
-            return
-        header = frame.msg.header
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        age_ms = (self.now_ns() - stamp_ns) / 1e6 if stamp_ns else math.nan
-        decode_ms = (decoded - start) * 1e3
-        total_ms = (time.monotonic() - frame.arrival) * 1e3
-        msg = result_to_msg(result, header=header, top_k=self.top_k, decode_ms=decode_ms,
-                            queue_ms=queue_ms, total_ms=total_ms, frame_age_ms=age_ms,
-                            source_topic=frame.topic, frame_seq=frame.seq)
-        try:
-            self.publish(msg)
-        except Exception as exc:  # a reliable publish can raise under saturation
-            self.stats.frame_dropped(DROP_PUBLISH_FAILED)
-            self._warn(DROP_PUBLISH_FAILED, f'publish failed: {exc!r}')
-            return
-        self.last_result = result
-        timings = result.timings
-        latency = {'decode': decode_ms, 'queue': queue_ms, 'preprocess': timings.preprocess_ms,
-                   'inference': timings.inference_ms, 'total': total_ms, 'frame_age': age_ms}
-        for k, ms in enumerate(timings.segment_ms):
-            latency[f'segment_{k}'] = ms
-        for k, ms in enumerate(timings.exit_head_ms):
-            latency[f'exit_head_{k}'] = ms
-        energy = result.energy
-        self.stats.result_published(result.exit_index, latency, energy.measured, energy.joules,
-                                    energy.source, energy.method)
 
 
 class ClassifierNodeMixin:
@@ -208,8 +60,8 @@ class ClassifierNodeMixin:
     What the plain and the lifecycle classifier node share: parameters, topics, diagnostics.
 
     The host class is an rclpy ``Node`` or ``LifecycleNode``; it calls :meth:`_setup_parameters`
-    once, then :meth:`_attach_classifier`, :meth:`_create_io` and :meth:`_release` as its life
-    cycle requires.
+    once, then :meth:`_attach_classifier`, :meth:`_create_subscriptions` and
+    :meth:`_release_io` as its life cycle requires.
     """
 
     classifier = None
@@ -228,34 +80,40 @@ class ClassifierNodeMixin:
     def _attach_classifier(self, classifier):
         """Bind the classifier to a new worker; the exit policy comes from the parameters."""
         self.classifier = classifier
-        if self.values['exit.policy'] != 'calibrated' or self.values['exit.thresholds']:
+        if self.values['exit.policy'] != DEFAULT_POLICY:
             classifier.set_policy(params.build_policy(self.values))
-        self.worker = InferenceWorker(classifier, self._publish, self._now_ns,
-                                      self.get_logger(), self.stats)
-        self.worker.top_k = self.values['top_k']
-        self.worker.warn_period_s = self.values['bad_input_warn_period_s']
-        self.worker.decode_max_bytes = self.values['decode.max_bytes']
+        self.worker = InferenceWorker(classifier, self._publish, self._now_ns, self.stats,
+                                      self.get_logger(),
+                                      self.values['bad_input_warn_period_s'])
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _publish(self, msg):
+    def _publish(self, frame: Frame, result, timing: FrameTiming):
+        """Publish one result of the worker (called on the worker thread)."""
         publisher = self._publisher
         if publisher is None:
             raise RuntimeError('no publisher (node not active)')
-        publisher.publish(msg)
+        publisher.publish(result_to_msg(
+            result, header=frame.payload.header, top_k=self.values['top_k'],
+            decode_ms=timing.decode_ms, queue_ms=timing.queue_ms, total_ms=timing.total_ms,
+            frame_age_ms=timing.frame_age_ms, source_topic=frame.topic, frame_seq=frame.seq))
 
     def _create_subscriptions(self):
         qos = params_qos(self.values, 'qos')
         for name in self.values['topics']:
             compressed = is_compressed_topic(name)
             msg_type = CompressedImage if compressed else Image
+            decode = compressed_imgmsg_to_array if compressed else imgmsg_to_array
             holder = {}
 
-            def callback(msg, holder=holder, compressed=compressed):
+            def callback(msg, holder=holder, decode=decode):
                 worker = self.worker
                 if worker is not None:
-                    worker.submit(msg, holder['topic'], compressed)
+                    # The decode budget is read per frame: a parameter change applies at once.
+                    worker.submit(msg, holder['topic'],
+                                  lambda m: decode(m, self.values['decode.max_bytes']),
+                                  stamp_to_ns(msg.header.stamp))
 
             sub = self.create_subscription(msg_type, name, callback, qos)
             holder['topic'] = sub.topic_name
@@ -287,13 +145,7 @@ class ClassifierNodeMixin:
         }
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        changes = {}
-        for p in parameters:
-            value = p.value
-            if value is not None and not isinstance(value, (str, bytes)) and hasattr(
-                    value, '__len__'):
-                value = list(value)
-            changes[p.name] = value
+        changes = {p.name: p.value for p in parameters}
         try:
             merged, policy = params.check_update(self.values, changes)
             if policy is not None and self.classifier is not None:
@@ -305,9 +157,7 @@ class ClassifierNodeMixin:
         self.bounds = params.health_bounds(merged)
         self.stats.window_s = merged['diagnostics.window_s']
         if self.worker is not None:
-            self.worker.top_k = merged['top_k']
             self.worker.warn_period_s = merged['bad_input_warn_period_s']
-            self.worker.decode_max_bytes = merged['decode.max_bytes']
         if policy is not None:
             self.get_logger().info(f'exit policy now: {policy.describe()}'
                                    if self.classifier is not None else
@@ -321,11 +171,6 @@ class ClassifierNodeMixin:
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-
-
-def params_qos(values: dict, prefix: str) -> QoSProfile:
-    """Return the QoS profile described by ``<prefix>.reliability`` and ``<prefix>.depth``."""
-    return qos_profile(values[f'{prefix}.reliability'], values[f'{prefix}.depth'])
 
 
 class ClassifierNode(ClassifierNodeMixin, Node):
@@ -384,7 +229,7 @@ def spin_node(node_factory: Callable, args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (GfdeError, ConfigError) as exc:
+    except GfdeError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     finally:

@@ -12,19 +12,23 @@ through the parameter services and are validated first (:func:`check_update`).
 
 from dataclasses import dataclass
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from gfde_perception.bundle import default_bundle_path
+from gfde_perception.choices import (
+    BACKENDS, DEFAULT_BACKEND, DEFAULT_ENERGY, DEFAULT_PRECISION, DEFAULT_SCHEDULE,
+    ENERGY_SOURCES, EXIT_WORKERS, PRECISIONS, SCHEDULES, THREADS, TOP_K, WARMUP)
 from gfde_perception.errors import ConfigError
 from gfde_perception.image_codec import DEFAULT_MAX_DECODE_BYTES, MAX_DECODE_BYTES_RANGE
+from gfde_perception.runtime import Classifier, RuntimeConfig
+from gfde_perception.runtime.policies import (BudgetBounds, DEFAULT_POLICY, parse_policy,
+                                              POLICY_USAGE)
 from gfde_perception.stats import HealthBounds
 
-BACKENDS = ('auto', 'tensorrt', 'cuda', 'torch', 'torch-compile', 'onnxruntime')
-POLICIES = ('calibrated', 'threshold', 'final', 'force', 'budget')
 RELIABILITIES = ('best_effort', 'reliable')
 # The runtime is built with the largest top-k the parameter allows, so top_k can change at run
 # time: the node only truncates the list it publishes.
-MAX_TOP_K = 100
-UNSET = None  # default of a parameter declared by type only (no value until one is given)
+MAX_TOP_K = TOP_K.high
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,16 @@ class ParamSpec:
     One node parameter.
 
     :ivar name: parameter name (dots group them in YAML).
-    :ivar kind: 'string', 'int', 'double', 'bool', 'string_array' or 'double_array'.
-    :ivar default: default value; ``UNSET`` declares the parameter by type with no value.
+    :ivar kind: 'string', 'int', 'double' or 'string_array'.
+    :ivar default: default value.
     :ivar description: what it does, shown by ``ros2 param describe``.
     :ivar read_only: True when a change needs a reload (set it at launch).
-    :ivar low: lowest allowed number (for 'int' and 'double'; per element for arrays).
+    :ivar low: lowest allowed number (for 'int' and 'double').
     :ivar high: highest allowed number.
     :ivar choices: allowed strings for 'string' parameters.
+    :ivar parse: for values with a grammar of their own: a function that raises
+        :class:`ConfigError` for a malformed value.
+    :ivar syntax: that grammar in words (the descriptor's additional_constraints).
     """
 
     name: str
@@ -50,16 +57,17 @@ class ParamSpec:
     low: Optional[float] = None
     high: Optional[float] = None
     choices: Tuple[str, ...] = ()
+    parse: Optional[Callable[[Any], Any]] = None
+    syntax: str = ''
 
     @property
     def constraints(self) -> str:
         """Return the allowed values in words (the descriptor's additional_constraints)."""
-        parts = []
+        parts = [self.syntax] if self.syntax else []
         if self.choices:
             parts.append('one of: ' + ', '.join(self.choices))
         if self.low is not None:
-            each = 'each ' if self.kind.endswith('_array') else ''
-            parts.append(f'{each}in [{self.low:g}, {self.high:g}]')
+            parts.append(f'in [{self.low:g}, {self.high:g}]')
         return '; '.join(parts)
 
 
@@ -68,57 +76,44 @@ PARAMETERS = (
     ParamSpec('model.bundle', 'string', '',
               'Path of the .gfde model bundle; empty = the embedded default model.',
               read_only=True),
-    ParamSpec('model.backend', 'string', 'auto',
+    ParamSpec('model.backend', 'string', DEFAULT_BACKEND,
               "Backbone backend: 'auto' measures the available ones and keeps the fastest.",
               read_only=True, choices=BACKENDS),
-    ParamSpec('model.precision', 'string', 'fp16',
+    ParamSpec('model.precision', 'string', DEFAULT_PRECISION,
               'Precision of GPU backends (CPU backends always run fp32).',
-              read_only=True, choices=('fp16', 'fp32')),
-    ParamSpec('model.schedule', 'string', 'auto',
+              read_only=True, choices=PRECISIONS),
+    ParamSpec('model.schedule', 'string', DEFAULT_SCHEDULE,
               'Segment schedule: speculative overlaps segment k+1 with exit k; auto measures.',
-              read_only=True, choices=('auto', 'speculative', 'sequential')),
-    ParamSpec('model.exit_workers', 'int', 1,
-              'CPU worker threads that run the exit heads and gates.',
-              read_only=True, low=1, high=16),
-    ParamSpec('model.threads', 'int', 0,
+              read_only=True, choices=SCHEDULES),
+    ParamSpec('model.exit_workers', 'int', EXIT_WORKERS.default,
+              'CPU worker threads that run the exit heads and gates; 0 runs them inline.',
+              read_only=True, low=EXIT_WORKERS.low, high=EXIT_WORKERS.high),
+    ParamSpec('model.threads', 'int', THREADS.default,
               'Intra-op threads of torch / onnxruntime; 0 keeps the library default.',
-              read_only=True, low=0, high=256),
-    ParamSpec('model.warmup', 'int', 10,
+              read_only=True, low=THREADS.low, high=THREADS.high),
+    ParamSpec('model.warmup', 'int', WARMUP.default,
               'Frames run at load before the first real one (0 disables).',
-              read_only=True, low=0, high=1000),
-    ParamSpec('model.energy', 'string', 'auto',
+              read_only=True, low=WARMUP.low, high=WARMUP.high),
+    ParamSpec('model.energy', 'string', DEFAULT_ENERGY,
               "Energy counter: 'auto' takes the first found; 'none' disables measuring.",
-              read_only=True, choices=('auto', 'none', 'nvml', 'rapl', 'ina3221')),
+              read_only=True, choices=ENERGY_SOURCES),
     ParamSpec('model.engine_cache_dir', 'string', '',
               'Cache of TensorRT engines and auto decisions; empty = $GFDE_CACHE_DIR or '
               '~/.cache/gfde_perception.', read_only=True),
     # --- exits (change at run time) ---------------------------------------------------------
-    ParamSpec('exit.policy', 'string', 'calibrated',
-              "Exit policy: 'calibrated' (the bundle's thresholds), 'threshold' (exit.thresholds),"
-              " 'final' (never exit early), 'force' (always exit.force_index), 'budget' (hold "
-              'exit.latency_budget_ms or exit.energy_budget_j).', choices=POLICIES),
-    ParamSpec('exit.thresholds', 'double_array', UNSET,
-              "Confidence threshold per early exit for the 'threshold' policy (num_exits - 1 "
-              "values; <= 0 always exits, >= 1 never exits early). Unset = the bundle's.",
-              low=0.0, high=1.0),
-    ParamSpec('exit.force_index', 'int', 0,
-              "Exit taken on every frame by the 'force' policy (must be < num_exits).",
-              low=0, high=255),
-    ParamSpec('exit.latency_budget_ms', 'double', 0.0,
-              "Mean inference latency the 'budget' policy holds (0 = no latency target).",
-              low=0.0, high=100000.0),
-    ParamSpec('exit.energy_budget_j', 'double', 0.0,
-              "Mean energy per frame the 'budget' policy holds; needs a measured counter "
-              '(0 = no energy target).', low=0.0, high=1000.0),
+    ParamSpec('exit.policy', 'string', DEFAULT_POLICY,
+              'Exit policy, in the grammar every gfde tool uses (gfde_perception.runtime.'
+              "policies); e.g. 'calibrated', 'threshold=0.8', 'force=0', 'budget=5ms'.",
+              parse=parse_policy, syntax=POLICY_USAGE),
     ParamSpec('exit.budget_low', 'double', 0.0,
-              "Lowest threshold the 'budget' policy may use (most aggressive).",
+              "Lowest threshold a 'budget' policy may use (most aggressive).",
               low=0.0, high=1.0),
     ParamSpec('exit.budget_high', 'double', 1.0,
-              "Highest threshold the 'budget' policy may use (most accurate).",
+              "Highest threshold a 'budget' policy may use (most accurate).",
               low=0.0, high=1.0),
-    ParamSpec('top_k', 'int', 5,
+    ParamSpec('top_k', 'int', TOP_K.default,
               'Length of the top-k list in each result (clipped to the number of classes).',
-              low=1, high=MAX_TOP_K),
+              low=TOP_K.low, high=MAX_TOP_K),
     # --- topics and QoS (need new subscriptions: read-only) ------------------------------------
     ParamSpec('topics', 'string_array', ['image'],
               'Camera topics (relative names remap from launch). A name ending in /compressed '
@@ -168,18 +163,21 @@ DEFAULTS = {p.name: p.default for p in PARAMETERS}
 
 def check_value(spec: ParamSpec, value) -> Optional[str]:
     """Return why ``value`` is not allowed for ``spec`` (None when it is)."""
-    if value is UNSET:
-        return None if spec.default is UNSET else f'{spec.name} cannot be unset'
+    if value is None:
+        return f'{spec.name} cannot be unset'
     if spec.kind == 'string':
         if not isinstance(value, str):
             return f'{spec.name} must be a string, got {value!r}'
         if spec.choices and value not in spec.choices:
             return f'{spec.name} must be one of {spec.choices}, got {value!r}'
+        if spec.parse is not None:
+            try:
+                spec.parse(value)
+            except ConfigError as exc:
+                return f'{spec.name}: {exc}'
         return None
     if spec.kind in ('int', 'double'):
         numbers = [value]
-    elif spec.kind == 'double_array':
-        numbers = list(value)
     elif spec.kind == 'string_array':
         if not all(isinstance(v, str) and v for v in value):
             return f'{spec.name} must be a list of non-empty strings, got {list(value)!r}'
@@ -204,34 +202,10 @@ def build_policy(values: Mapping[str, Any]):
     :return: a :mod:`gfde_perception.runtime.policies` policy, not yet bound to a model.
     :raises ConfigError: the values do not describe a usable policy (the reason says why).
     """
-    from gfde_perception.runtime import policies
-
-    name = values['exit.policy']
-    if name == 'calibrated':
-        return policies.ThresholdPolicy()
-    if name == 'threshold':
-        thresholds = values['exit.thresholds']
-        if thresholds is UNSET:
-            raise ConfigError("exit.policy 'threshold' needs exit.thresholds (one per early "
-                              "exit); use 'calibrated' for the bundle's own")
-        return policies.ThresholdPolicy(tuple(thresholds))
-    if name == 'final':
-        return policies.FinalExitPolicy()
-    if name == 'force':
-        return policies.ForceExitPolicy(int(values['exit.force_index']))
-    if name == 'budget':
-        latency, energy = values['exit.latency_budget_ms'], values['exit.energy_budget_j']
-        if (latency > 0) == (energy > 0):
-            raise ConfigError("exit.policy 'budget' needs exactly one of "
-                              'exit.latency_budget_ms and exit.energy_budget_j > 0')
-        low, high = values['exit.budget_low'], values['exit.budget_high']
-        if low > high:
-            raise ConfigError(f'exit.budget_low {low} is above exit.budget_high {high}')
-        bounds = policies.BudgetBounds(low, high)
-        if latency > 0:
-            return policies.BudgetPolicy(target_latency_ms=latency, bounds=bounds)
-        return policies.BudgetPolicy(target_energy_j=energy, bounds=bounds)
-    raise ConfigError(f'exit.policy must be one of {POLICIES}, got {name!r}')
+    low, high = values['exit.budget_low'], values['exit.budget_high']
+    if low > high:
+        raise ConfigError(f'exit.budget_low {low} is above exit.budget_high {high}')
+    return parse_policy(values['exit.policy'], BudgetBounds(low, high))
 
 
 def health_bounds(values: Mapping[str, Any]) -> HealthBounds:
@@ -242,10 +216,8 @@ def health_bounds(values: Mapping[str, Any]) -> HealthBounds:
                         window_s=values['diagnostics.window_s'])
 
 
-def runtime_config(values: Mapping[str, Any]):
+def runtime_config(values: Mapping[str, Any]) -> RuntimeConfig:
     """Return the :class:`~gfde_perception.runtime.RuntimeConfig` of the ``model.*`` values."""
-    from gfde_perception.runtime.config import RuntimeConfig
-
     return RuntimeConfig(backend=values['model.backend'], precision=values['model.precision'],
                          schedule=values['model.schedule'],
                          exit_workers=values['model.exit_workers'], top_k=MAX_TOP_K,
@@ -254,14 +226,9 @@ def runtime_config(values: Mapping[str, Any]):
                          threads=values['model.threads'], energy=values['model.energy'])
 
 
-def build_classifier(values: Mapping[str, Any]):
+def build_classifier(values: Mapping[str, Any]) -> Classifier:
     """Load the bundle named by ``model.bundle`` (or the embedded default) into a Classifier."""
-    from gfde_perception.runtime import Classifier
-
-    bundle = values['model.bundle']
-    if not bundle:
-        from gfde_perception.bundle import default_bundle_path
-        bundle = default_bundle_path()
+    bundle = values['model.bundle'] or default_bundle_path()
     return Classifier(bundle, runtime_config(values), policy=build_policy(values))
 
 
@@ -300,32 +267,26 @@ def declare_parameters(node, table=PARAMETERS) -> Dict[str, Any]:
     :return: parameter name -> value after overrides (launch, YAML, command line).
     :raises ConfigError: an override is out of range or of the wrong kind.
     """
+    # rclpy here, not at the top: the table above is read without ROS (launch test, docs).
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-    from rclpy.parameter import Parameter
 
-    types = {'string': Parameter.Type.STRING, 'int': Parameter.Type.INTEGER,
-             'double': Parameter.Type.DOUBLE, 'bool': Parameter.Type.BOOL,
-             'string_array': Parameter.Type.STRING_ARRAY,
-             'double_array': Parameter.Type.DOUBLE_ARRAY}
     values = {}
     for spec in table:
         descriptor = ParameterDescriptor(description=spec.description,
                                          additional_constraints=spec.constraints,
                                          read_only=spec.read_only)
-        # ROS enforces ranges only on scalars; array elements are checked in check_value.
         if spec.kind == 'int' and spec.low is not None:
             descriptor.integer_range = [IntegerRange(from_value=int(spec.low),
                                                      to_value=int(spec.high), step=1)]
         elif spec.kind == 'double' and spec.low is not None:
             descriptor.floating_point_range = [FloatingPointRange(
                 from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
-        default = types[spec.kind] if spec.default is UNSET else spec.default
         try:
-            param = node.declare_parameter(spec.name, default, descriptor)
+            param = node.declare_parameter(spec.name, spec.default, descriptor)
         except Exception as exc:  # rclpy raises several types for a bad override
             raise ConfigError(f'parameter {spec.name}: {exc}') from exc
         value = param.value
-        if spec.kind.endswith('_array') and value is not None:
+        if spec.kind == 'string_array' and value is not None:
             value = list(value)
         reason = check_value(spec, value)
         if reason:

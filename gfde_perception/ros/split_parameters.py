@@ -21,12 +21,15 @@ _TOP_K = ParamSpec('top_k', 'int', 5, 'Length of the top-k list in each result.'
 _FEATURES_QOS = ParamSpec('features.reliability', 'string', 'reliable',
                           'Reliability of the split/features and split/result topics (both '
                           'sides must agree).', read_only=True, choices=RELIABILITIES)
+_FEATURES_DEPTH = ParamSpec('features.depth', 'int', 10,
+                            'History depth of the split/features and split/result topics.',
+                            read_only=True, low=1, high=1000)
 _DIAGNOSTICS = ParamSpec('diagnostics.period_s', 'double', 1.0,
                          'Period of the /diagnostics message in seconds.', read_only=True,
                          low=0.05, high=60.0)
 
 ROBOT_PARAMETERS = (
-    _BUNDLE, _THREADS, _TOP_K, _FEATURES_QOS, _DIAGNOSTICS,
+    _BUNDLE, _THREADS, _TOP_K, _FEATURES_QOS, _FEATURES_DEPTH, _DIAGNOSTICS,
     ParamSpec('exits.enabled', 'bool', True,
               "true: the robot's early exits answer confident frames; false: every frame is "
               'offloaded (split without exits).', read_only=True),
@@ -36,17 +39,15 @@ ROBOT_PARAMETERS = (
               low=1.0, high=600000.0),
     ParamSpec('qos.reliability', 'string', 'best_effort',
               'Reliability of the camera subscription.', read_only=True, choices=RELIABILITIES),
+    ParamSpec('qos.depth', 'int', 1,
+              'History depth of the camera subscription (the node keeps only the newest frame).',
+              read_only=True, low=1, high=1000),
     ParamSpec('compressed', 'bool', False,
               'true: the camera input is sensor_msgs/CompressedImage (jpeg, png); false: '
               'sensor_msgs/Image.', read_only=True),
 )
 
-SERVER_PARAMETERS = (
-    _BUNDLE, _THREADS, _TOP_K, _FEATURES_QOS, _DIAGNOSTICS,
-    ParamSpec('queue_depth', 'int', 8,
-              'Feature messages waiting for the tail; when full the oldest is dropped (its robot '
-              'then falls back at its deadline).', read_only=True, low=1, high=1000),
-)
+SERVER_PARAMETERS = (_BUNDLE, _THREADS, _TOP_K, _FEATURES_QOS, _FEATURES_DEPTH, _DIAGNOSTICS)
 
 
 def bundle_path(values: dict) -> str:

@@ -3,15 +3,16 @@
 """
 The robot side of split inference: camera in; early answers, or compact features, out.
 
-Every camera frame is answered exactly once on ``classification``: by an early exit on the robot
-(``answered_by: robot``), by the server's tail relayed from ``split/result`` (``server``), or,
-when the server has not answered within ``deadline_ms``, by the robot's best local result
-(``robot-fallback``, counted). A server answer that comes after the fallback is counted as late
-and dropped. Frames offloaded go out on ``split/features`` (``gfde_msgs/SplitFeatures``).
+Every camera frame the worker processes is answered exactly once on ``classification``: by an
+early exit on the robot (``answered_by: robot``), by the server's tail relayed from
+``split/result`` (``server``), or, when the server has not answered within ``deadline_ms``, by
+the robot's best local result (``robot-fallback``, counted). A server answer that comes after
+the fallback is counted as late and dropped. Offloaded frames go out on ``split/features``
+(``gfde_msgs/SplitFeatures``).
 
-Like the classifier node, callbacks only hand the newest image to a worker thread
-(:class:`~gfde_perception.ros.frame_mailbox.LatestFrameMailbox`); the worker decodes, runs the
-robot side and publishes. The deadline bookkeeping is the ROS-free
+As in the classifier node, callbacks only hand the frame to the ROS-free
+:class:`~gfde_perception.runtime.worker.InferenceWorker` (newest frame kept, decode, classify,
+drops and bad input counted); the deadline bookkeeping is the ROS-free
 :class:`~gfde_perception.runtime.split.PendingAnswers`.
 """
 
@@ -21,15 +22,16 @@ from typing import NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification, SplitFeatures
-from gfde_perception.errors import GfdeError, ImageError
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import (
     compressed_imgmsg_to_array, imgmsg_to_array, packet_to_featuresmsg, result_to_msg)
-from gfde_perception.ros.diagnostics import publish_counts
-from gfde_perception.ros.frame_mailbox import LatestFrameMailbox
-from gfde_perception.ros.node import qos_profile, spin_node
+from gfde_perception.ros.node import params_qos, spin_node
+from gfde_perception.ros.split_diagnostics import publish_counts
 from gfde_perception.ros.split_parameters import bundle_path, ROBOT_PARAMETERS
 from gfde_perception.runtime.split import PendingAnswers, SplitRobot
+from gfde_perception.runtime.worker import InferenceWorker
+from gfde_perception.stamps import stamp_to_ns
+from gfde_perception.stats import PipelineStats
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 import torch
@@ -49,6 +51,25 @@ class _Offloaded(NamedTuple):
     arrival: float
     topic: str
     seq: int
+
+
+class RobotSide:
+    """
+    A :class:`SplitRobot` behind the worker's ``classify(image) -> Result``.
+
+    The result is the answer (an exit took the frame) or the fallback; the frame's packet, if
+    any, waits in :attr:`packet`. The worker calls ``classify`` and then ``publish`` for one
+    frame on its single thread, so ``publish`` reads the packet of its own frame.
+    """
+
+    def __init__(self, robot: SplitRobot):
+        self.robot = robot
+        self.packet = None
+
+    def classify(self, image):
+        outcome = self.robot.process(image)
+        self.packet = outcome.packet
+        return outcome.result
 
 
 def build_robot(values: dict) -> SplitRobot:
@@ -75,44 +96,61 @@ class SplitRobotNode(Node):
         super().__init__(node_name, **kwargs)
         self.values = params.declare_parameters(self, ROBOT_PARAMETERS)
         self.robot = robot if robot is not None else build_robot(self.values)
+        self.side = RobotSide(self.robot)
         deadline_s = self.values['deadline_ms'] / 1e3
         self.pending = PendingAnswers(deadline_s)
-        self.counts = {'frames': 0, 'robot': 0, 'superseded': 0, 'bad_input': 0, 'errors': 0}
-        self._lock = threading.Lock()  # counts and publishers, shared by worker and executor
-        self._seq = 0
-        self.mailbox = LatestFrameMailbox()
-        features_qos = qos_profile(self.values['features.reliability'], 10)
-        self._output = self.create_publisher(Classification, OUTPUT_TOPIC, 10)
+        self.stats = PipelineStats()
+        self.answered_on_robot = 0
+        self._lock = threading.Lock()  # the output publisher: worker and executor threads
+        features_qos = params_qos(self.values, 'features')
+        self._output = self.create_publisher(Classification, OUTPUT_TOPIC, features_qos)
         self._features = self.create_publisher(SplitFeatures, FEATURES_TOPIC, features_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         compressed = self.values['compressed']
-        camera_qos = qos_profile(self.values['qos.reliability'], 1)
+        decode = compressed_imgmsg_to_array if compressed else imgmsg_to_array
         self._image_sub = self.create_subscription(
             CompressedImage if compressed else Image, IMAGE_TOPIC,
-            lambda msg: self._on_image(msg, compressed), camera_qos)
+            lambda msg: self.worker.submit(msg, self._image_sub.topic_name, decode,
+                                           stamp_to_ns(msg.header.stamp)),
+            params_qos(self.values, 'qos'))
         self._result_sub = self.create_subscription(Classification, RESULT_TOPIC,
                                                     self._on_server_result, features_qos)
+        self.worker = InferenceWorker(self.side, self._on_result, self._now_ns, self.stats,
+                                      self.get_logger())
         self._timer = self.create_timer(deadline_s / DEADLINE_CHECKS, self._expire)
         self._diag_timer = self.create_timer(self.values['diagnostics.period_s'],
                                              self._diagnostics_tick)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name='gfde-split-robot', daemon=True)
-        self._thread.start()
+        self.worker.start()
         self.get_logger().info(
             f'split robot ready: model {self.robot.model_id}, robot exits '
             f"{'on' if any(t < 1.0 for t in self.robot.thresholds) else 'off'}, deadline "
             f"{self.values['deadline_ms']:g} ms, features on {self._features.topic_name}")
 
-    # --- executor thread ---------------------------------------------------------------------
-    def _on_image(self, msg, compressed: bool):
-        with self._lock:
-            self.counts['frames'] += 1
-            seq = self._seq
-            self._seq += 1
-        old = self.mailbox.put(IMAGE_TOPIC, (msg, compressed, seq, time.monotonic()))
-        if old is not None:
-            self._count('superseded')
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
+    # --- worker thread -----------------------------------------------------------------------
+    def _on_result(self, frame, result, timing):
+        """Publish an early answer, or register the frame and send its features."""
+        header = frame.payload.header
+        packet = self.side.packet
+        if packet is None:
+            self._publish(result_to_msg(
+                result, header=header, top_k=self.values['top_k'], decode_ms=timing.decode_ms,
+                queue_ms=timing.queue_ms, total_ms=timing.total_ms,
+                frame_age_ms=timing.frame_age_ms, source_topic=frame.topic,
+                frame_seq=frame.seq))
+            with self._lock:
+                self.answered_on_robot += 1
+            return
+        # Registered before sending, so that even an instant answer finds its frame; if the
+        # send fails, the frame still gets its fallback at the deadline.
+        self.pending.add(frame.seq, _Offloaded(result, header, frame.arrival, frame.topic,
+                                               frame.seq))
+        self._features.publish(packet_to_featuresmsg(packet, header, frame.seq,
+                                                     result.timings.inference_ms))
+
+    # --- executor thread ---------------------------------------------------------------------
     def _on_server_result(self, msg: Classification):
         item = self.pending.resolve(msg.frame_seq)
         if item is None:
@@ -126,48 +164,6 @@ class SplitRobotNode(Node):
         for item in self.pending.expire():
             self._publish_fallback(item)
 
-    # --- worker thread -----------------------------------------------------------------------
-    def _run(self):
-        while not self._stop.is_set():
-            got = self.mailbox.get(timeout=0.2)
-            if got is not None:
-                try:
-                    self.process(*got[1])
-                except Exception as exc:  # the worker must survive anything
-                    self._count('errors')
-                    self.get_logger().warning(f'frame failed: {exc!r}', throttle_duration_sec=5)
-
-    def process(self, msg, compressed: bool, seq: int, arrival: float):
-        """Run one camera frame: answer it on the robot or offload its features."""
-        try:
-            image = compressed_imgmsg_to_array(msg) if compressed else imgmsg_to_array(msg)
-            outcome = self.robot.process(image)
-        except ImageError as exc:
-            self._count('bad_input')
-            self.get_logger().warning(f'bad image skipped: {exc}', throttle_duration_sec=5)
-            return
-        except GfdeError as exc:
-            self._count('errors')
-            self.get_logger().warning(f'robot side failed: {exc}', throttle_duration_sec=5)
-            return
-        topic = self._image_sub.topic_name
-        if outcome.packet is None:
-            self._count('robot')
-            self._publish(result_to_msg(
-                outcome.result, header=msg.header, top_k=self.values['top_k'],
-                total_ms=(time.monotonic() - arrival) * 1e3, source_topic=topic,
-                frame_seq=seq))
-            return
-        # Registered before sending, so that even an instant answer finds its frame.
-        self.pending.add(seq, _Offloaded(outcome.result, msg.header, arrival, topic, seq))
-        features = packet_to_featuresmsg(outcome.packet, msg.header, seq,
-                                         outcome.result.timings.inference_ms)
-        try:
-            self._features.publish(features)
-        except Exception as exc:  # the frame still gets its fallback at the deadline
-            self.get_logger().warning(f'features publish failed: {exc!r}',
-                                      throttle_duration_sec=5)
-
     # --- shared --------------------------------------------------------------------------------
     def _publish_fallback(self, item: _Offloaded):
         self._publish(result_to_msg(
@@ -179,16 +175,14 @@ class SplitRobotNode(Node):
         with self._lock:
             self._output.publish(msg)
 
-    def _count(self, key: str):
-        with self._lock:
-            self.counts[key] += 1
-
     def snapshot(self) -> dict:
         """Return every counter: frames, answers by side, fallbacks, late answers, drops."""
+        stats = self.stats.snapshot()
         with self._lock:
-            counts = dict(self.counts)
+            counts = {'frames': stats.received, 'robot': self.answered_on_robot}
         counts.update(self.pending.counts)
         counts['pending'] = len(self.pending)
+        counts.update({f'dropped.{reason}': n for reason, n in stats.dropped.items()})
         return counts
 
     def _diagnostics_tick(self):
@@ -198,11 +192,7 @@ class SplitRobotNode(Node):
 
     def destroy_node(self):
         """Stop the worker, answer every pending frame with its fallback, destroy the node."""
-        self._stop.set()
-        self.mailbox.close()
-        self._thread.join(10.0)
-        for _ in self.mailbox.clear():
-            self._count('superseded')
+        self.worker.stop()
         for item in self.pending.drain():
             self._publish_fallback(item)
         self.get_logger().info(f'split robot counts: {self.snapshot()}')

@@ -239,6 +239,7 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
+            options.inter_op_num_threads = self.config.threads
         self.sessions = []
         for k, seg in enumerate(model.segments):
             path = folder / f'segment{k}.onnx'
@@ -262,14 +263,40 @@ class OnnxRuntimeBackend(Backend):
                                                providers=['CPUExecutionProvider'])
             self.sessions.append(session)
         self._x = self.input[None]  # (1, C, H, W) view of the buffer
+        self._bind(ort)
+
+    def _bind(self, ort):
+        """
+        Bind every segment's input and outputs to preallocated buffers, chained.
+
+        Shapes are static (batch 1), so segment k reads segment k-1's output buffer in place and
+        each call is one ``run_with_iobinding``: no feed dict, no output allocation, no copy.
+        """
+        self._buffers, self._bindings = [], []
+        source = self._x
+        for session in self.sessions:
+            outputs = [np.empty([int(d) for d in o.shape], np.float32)
+                       for o in session.get_outputs()]
+            binding = session.io_binding()
+            binding.bind_ortvalue_input('x', ort.OrtValue.ortvalue_from_numpy(source))
+            for meta, array in zip(session.get_outputs(), outputs):
+                binding.bind_ortvalue_output(meta.name, ort.OrtValue.ortvalue_from_numpy(array))
+            self._buffers.append((source, *outputs))  # (input, features, pooled)
+            self._bindings.append(binding)
+            source = outputs[0]
 
     def start(self):
         return self._x
 
     def run_segment(self, k, x):
+        source, features, pooled = self._buffers[k]
+        if x is not source:  # not the chained buffer (a caller's own array): copy it in
+            np.copyto(source, x)
         t0 = time.perf_counter()
-        features, pooled = self.sessions[k].run(None, {'x': x})
+        self.sessions[k].run_with_iobinding(self._bindings[k])
         ms = (time.perf_counter() - t0) * 1e3
+        # The buffers are reused by the next frame: whoever keeps a result beyond the frame
+        # copies it (run_all does).
         return SegmentRun(features, pooled, lambda: ms, _done)
 
     def pooled_to_numpy(self, pooled):

@@ -71,6 +71,7 @@ class Classifier:
         self.labels = tuple(bundle.labels)
         self.model_id = f'{bundle.name}@{bundle.checksum[:12]}'
         self._gate = bundle.gate
+        self._max_softmax = bundle.gate.metric == 'max_softmax'
         self._spec = bundle.preprocessing
         self._top_k = min(config.top_k, bundle.config.num_classes)
         self._lock = threading.Lock()
@@ -237,11 +238,15 @@ class Classifier:
         feature = self._backend.pooled_to_numpy(pooled)
         t0 = time.perf_counter()
         logits = self._heads[k](feature)
-        if not np.isfinite(logits).all():
+        top = float(logits.max())
+        z = np.exp(logits - top, dtype=np.float64)
+        total = float(z.sum())
+        # NaN or infinite logits make the maximum or the sum non-finite: one check covers both.
+        if not (math.isfinite(top) and math.isfinite(total)):
             raise BackendError(f'exit {k} produced non-finite logits')
-        z = np.exp(logits - logits.max(), dtype=np.float64)
-        probs = z / z.sum()
-        conf = self._gate.confidence_from_probs(probs)
+        probs = z / total
+        # max_softmax (the usual gate) is exp(0) / total: no second pass over the probabilities.
+        conf = 1.0 / total if self._max_softmax else self._gate.confidence_from_probs(probs)
         return probs, conf, (time.perf_counter() - t0) * 1e3
 
     def _run(self, thresholds: tuple, speculative: bool, pooled: bool) -> tuple:

@@ -11,13 +11,11 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
+from gfde_perception.choices import (
+    BACKENDS, DEFAULT_BACKEND, DEFAULT_ENERGY, DEFAULT_HEAD_IMPL, DEFAULT_PRECISION,
+    DEFAULT_SCHEDULE, ENERGY_SOURCES, EXIT_WORKERS, HEAD_IMPLS, PRECISIONS, SCHEDULES, THREADS,
+    TOP_K, WARMUP)
 from gfde_perception.errors import ConfigError
-
-BACKENDS = ('auto', 'tensorrt', 'cuda', 'torch', 'torch-compile', 'onnxruntime')
-PRECISIONS = ('fp16', 'fp32')
-SCHEDULES = ('auto', 'speculative', 'sequential')
-HEAD_IMPLS = ('auto', 'numpy', 'torch')
-ENERGY_SOURCES = ('auto', 'none', 'nvml', 'rapl', 'ina3221')
 
 
 def default_cache_dir() -> Path:
@@ -56,16 +54,16 @@ class RuntimeConfig:
 
     """
 
-    backend: str = 'auto'
-    precision: str = 'fp16'
-    schedule: str = 'auto'
-    exit_workers: int = 1
-    top_k: int = 5
-    warmup: int = 10
+    backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
+    schedule: str = DEFAULT_SCHEDULE
+    exit_workers: int = EXIT_WORKERS.default
+    top_k: int = TOP_K.default
+    warmup: int = WARMUP.default
     engine_cache_dir: Optional[str] = None
-    threads: int = 0
-    head_impl: str = 'auto'
-    energy: str = 'auto'
+    threads: int = THREADS.default
+    head_impl: str = DEFAULT_HEAD_IMPL
+    energy: str = DEFAULT_ENERGY
     energy_baseline_s: float = 0.5
     profile_window: int = 64
     measure_iters: int = 20
@@ -76,10 +74,10 @@ class RuntimeConfig:
         _choice('schedule', self.schedule, SCHEDULES)
         _choice('head_impl', self.head_impl, HEAD_IMPLS)
         _choice('energy', self.energy, ENERGY_SOURCES)
-        _int_range('exit_workers', self.exit_workers, 0, 64)
-        _int_range('top_k', self.top_k, 1, 100000)
-        _int_range('warmup', self.warmup, 0, 100000)
-        _int_range('threads', self.threads, 0, 1024)
+        _int_range('exit_workers', self.exit_workers, EXIT_WORKERS.low, EXIT_WORKERS.high)
+        _int_range('top_k', self.top_k, TOP_K.low, TOP_K.high)
+        _int_range('warmup', self.warmup, WARMUP.low, WARMUP.high)
+        _int_range('threads', self.threads, THREADS.low, THREADS.high)
         _int_range('profile_window', self.profile_window, 1, 100000)
         _int_range('measure_iters', self.measure_iters, 1, 100000)
         baseline = float(self.energy_baseline_s)

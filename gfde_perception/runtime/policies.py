@@ -1,7 +1,7 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-Exit policies: which threshold each early exit uses on the next frame.
+Exit policies: which threshold each early exit uses on the next frame, and their one grammar.
 
 A policy only chooses thresholds; the gate decision itself is
 :func:`gfde_perception.gating.should_exit` (a threshold <= 0 always exits, >= 1 never exits
@@ -9,6 +9,19 @@ early). The classifier binds a policy to its model before swapping it in (so a p
 not fit is refused and the old one kept), asks it for thresholds once at the start of each frame,
 and hands it the rolling
 :class:`~gfde_perception.runtime.stage_profile.RuntimeProfile` between frames.
+
+Every tool names a policy in one grammar, parsed by :func:`parse_policy` (the node's
+``exit.policy`` parameter, ``gfde-infer --policy``, ``gfde-eval --config NAME=KIND:PATH@POLICY``):
+
+* ``calibrated``: the bundle's calibrated thresholds (the default);
+* ``threshold=T[,T...]``: fixed thresholds, one per early exit, or one value for all of them;
+* ``final``: never leave early (gates are still evaluated and reported);
+* ``force=K``: leave at exit ``K`` on every frame (``K = num_exits - 1`` is the final exit);
+* ``budget=Xms`` or ``budget=XJ``: hold a mean latency (ms) or energy (J) per frame.
+
+Every policy writes itself back in the grammar (:meth:`ExitPolicy.spec`), and its keyword is the
+``policy`` field of each result. A new policy is a subclass here plus one entry in
+:data:`_GRAMMAR`.
 """
 
 from dataclasses import dataclass
@@ -25,7 +38,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ExitPolicy:
-    """Base class: fixed thresholds after :meth:`bind`."""
+    """Base class: fixed thresholds after :meth:`bind`; ``name`` is the grammar keyword."""
 
     name = 'threshold'
 
@@ -59,30 +72,49 @@ class ExitPolicy:
     def update(self, profile: RuntimeProfile):
         """Read the rolling profile between frames (fixed policies ignore it)."""
 
+    def spec(self) -> str:
+        """Return the policy in the grammar of :func:`parse_policy` (it parses back to it)."""
+        return self.name
+
     def describe(self) -> str:
         """Return a one-line description for logs."""
-        return f'{self.name} {self._thresholds}'
+        return f'{self.spec()} {self._thresholds}'
 
 
 class ThresholdPolicy(ExitPolicy):
-    """Fixed per-exit thresholds: the bundle's calibrated ones, or those given here."""
+    """
+    Fixed per-exit thresholds: the bundle's calibrated ones (``calibrated``), or those given.
 
-    name = 'threshold'
+    :param thresholds: one per early exit, or a single value for every early exit; None takes
+        the bundle's calibrated thresholds.
+    """
 
     def __init__(self, thresholds: Optional[Sequence[float]] = None):
         super().__init__()
         if thresholds is not None:
             thresholds = tuple(float(t) for t in thresholds)
-            if not all(math.isfinite(t) for t in thresholds):
-                raise ConfigError(f'thresholds must be finite, got {thresholds}')
+            if not thresholds or not all(math.isfinite(t) for t in thresholds):
+                raise ConfigError(f'thresholds must be finite numbers, got {thresholds}')
         self.requested = thresholds
+
+    @property
+    def name(self) -> str:
+        """Return 'calibrated' for the bundle's own thresholds, else 'threshold'."""
+        return 'calibrated' if self.requested is None else 'threshold'
+
+    def spec(self) -> str:
+        if self.requested is None:
+            return 'calibrated'
+        return 'threshold=' + ','.join(f'{t:g}' for t in self.requested)
 
     def _make(self, num_exits: int, defaults: tuple) -> tuple:
         if self.requested is None:
             return defaults
+        if len(self.requested) == 1:
+            return self.requested * (num_exits - 1)
         if len(self.requested) != num_exits - 1:
-            raise ConfigError(f'{num_exits} exits need {num_exits - 1} thresholds, '
-                              f'got {self.requested}')
+            raise ConfigError(f'{num_exits} exits need {num_exits - 1} thresholds (or one for '
+                              f'all), got {self.requested}')
         return self.requested
 
 
@@ -105,6 +137,9 @@ class ForceExitPolicy(ExitPolicy):
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ConfigError(f'force exit index must be an integer >= 0, got {k!r}')
         self.k = k
+
+    def spec(self) -> str:
+        return f'force={self.k}'
 
     def _make(self, num_exits: int, defaults: tuple) -> tuple:
         if self.k >= num_exits:
@@ -258,7 +293,67 @@ class BudgetPolicy(ExitPolicy):
         self.status = ('target met' if predictions[chosen] <= self.target
                        else 'target not reachable within bounds: cheapest setting in force')
 
+    def spec(self) -> str:
+        return f'budget={self.target:g}{self.unit}'
+
     def describe(self) -> str:
         return (f'budget target {self.target:g} {self.unit}, level {self.level}/'
                 f'{self.steps - 1}, thresholds {tuple(round(t, 3) for t in self.thresholds())}, '
                 f'{self.status}')
+
+
+# ----------------------------------------------------------------------------- the grammar
+
+DEFAULT_POLICY = 'calibrated'
+
+
+def _floats(value: str) -> tuple:
+    return tuple(float(v) for v in value.split(','))
+
+
+def _budget(value: str, bounds: BudgetBounds) -> BudgetPolicy:
+    for unit, keyword in (('ms', 'target_latency_ms'), ('J', 'target_energy_j')):
+        if value.endswith(unit) or value.endswith(unit.lower()):
+            return BudgetPolicy(**{keyword: float(value[:-len(unit)])}, bounds=bounds)
+    raise ValueError(f"a budget needs its unit: 'ms' or 'J', got {value!r}")
+
+
+# keyword -> (form shown to users, what it does, builder(value, budget bounds) -> ExitPolicy).
+# A form with '=' takes a value; one without takes none.
+_GRAMMAR = {
+    'calibrated': ('calibrated', "the bundle's calibrated thresholds (the default)",
+                   lambda value, bounds: ThresholdPolicy()),
+    'threshold': ('threshold=T[,T...]', 'fixed thresholds, one per early exit or one for all',
+                  lambda value, bounds: ThresholdPolicy(_floats(value))),
+    'final': ('final', 'never exit early', lambda value, bounds: FinalExitPolicy()),
+    'force': ('force=K', 'always leave at exit K', lambda value, bounds: ForceExitPolicy(
+        int(value))),
+    'budget': ('budget=Xms|XJ', 'hold a mean latency (ms) or energy (J) per frame', _budget),
+}
+POLICY_FORMS = tuple(form for form, _, _ in _GRAMMAR.values())
+POLICY_USAGE = '; '.join(f'{form}: {what}' for form, what, _ in _GRAMMAR.values())
+
+
+def parse_policy(text: str, bounds: BudgetBounds = BudgetBounds()) -> ExitPolicy:
+    """
+    Build the exit policy ``text`` names (see the module docstring); it is not bound yet.
+
+    :param text: e.g. 'calibrated', 'threshold=0.8,0.9', 'final', 'force=0', 'budget=5ms'.
+    :param bounds: the range a budget policy may move each threshold in.
+    :return: the policy; :meth:`ExitPolicy.bind` (done by the classifier) checks it against the
+        model.
+    :raises ConfigError: an unknown keyword, a missing, unexpected or malformed value.
+    """
+    keyword, sep, value = str(text).strip().partition('=')
+    entry = _GRAMMAR.get(keyword.strip())
+    if entry is None:
+        raise ConfigError(f'unknown exit policy {text!r}; use one of: {", ".join(POLICY_FORMS)}')
+    form, _, build = entry
+    if sep != ('=' if '=' in form else '') or (sep and not value.strip()):
+        raise ConfigError(f'exit policy {text!r} must be written {form}')
+    try:
+        return build(value.strip(), bounds)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f'exit policy {text!r} must be written {form}: {exc}') from None

@@ -77,7 +77,8 @@ class Result(NamedTuple):
     :ivar gate_metric: the statistic the gates read: max_softmax, margin, entropy or learned.
     :ivar gate_confidence: gate confidence at each evaluated exit, in exit order.
     :ivar gate_threshold: threshold in force at each evaluated early exit (the final has none).
-    :ivar policy: exit policy that set the thresholds: 'threshold', 'budget', 'final' or 'force'.
+    :ivar policy: keyword of the exit policy that set the thresholds in the grammar of
+        :func:`~gfde_perception.runtime.policies.parse_policy`, e.g. 'calibrated' or 'final'.
     :ivar speculative_segments: segments computed past the exit taken and discarded.
     :ivar timings: per-stage latency.
     :ivar backend: backend that ran the backbone, e.g. 'torch-cpu', 'tensorrt-fp16'.
@@ -125,3 +126,51 @@ def top_classes(probs: np.ndarray, labels: tuple, k: int) -> tuple:
     """Return the ``k`` most probable classes of one (K,) probability vector, best first."""
     order = np.argsort(-probs, kind='stable')[:k]
     return tuple(ClassScore(c, labels[c], float(probs[c])) for c in order.tolist())
+
+
+def classification_fields(result: Result, top_k: int = None, decode_ms: float = 0.0,
+                          queue_ms: float = 0.0, total_ms: float = 0.0,
+                          frame_age_ms: float = 0.0, source_topic: str = '',
+                          frame_seq: int = 0) -> dict:
+    """
+    Return the fields of a ``gfde_msgs/Classification`` (all but the header) as plain data.
+
+    The one mapping from a result to the message: the node publishes it (through
+    ``gfde_perception.ros.conversions``), evaluation writes it into bags. Nested messages are
+    dicts (``top_k`` a list of them); a non-finite score stays NaN.
+
+    :param result: the runtime's result.
+    :param top_k: keep at most this many top-k entries (None = all the result has).
+    :param decode_ms: time spent decoding the message into an array.
+    :param queue_ms: time the frame waited for the inference worker.
+    :param total_ms: from the message arriving to the result being published.
+    :param frame_age_ms: publish time minus the image header stamp.
+    :param source_topic: resolved name of the camera topic.
+    :param frame_seq: sequence number of the frame on its topic.
+    """
+    entries = result.top_k if top_k is None else result.top_k[:top_k]
+    timings, energy = result.timings, result.energy
+    return {
+        'class_id': int(result.class_id), 'label': str(result.label),
+        'score': float(result.score),
+        'top_k': [{'class_id': int(c.class_id), 'label': str(c.label), 'score': float(c.score)}
+                  for c in entries],
+        'exit_index': int(result.exit_index), 'num_exits': int(result.num_exits),
+        'blocks_run': int(result.blocks_run), 'blocks_total': int(result.blocks_total),
+        'gate_metric': str(result.gate_metric),
+        'gate_confidence': [float(c) for c in result.gate_confidence],
+        'gate_threshold': [float(t) for t in result.gate_threshold],
+        'policy': str(result.policy), 'speculative_segments': int(result.speculative_segments),
+        'latency': {
+            'decode_ms': float(decode_ms), 'preprocess_ms': float(timings.preprocess_ms),
+            'segment_ms': [float(v) for v in timings.segment_ms],
+            'exit_head_ms': [float(v) for v in timings.exit_head_ms],
+            'inference_ms': float(timings.inference_ms), 'queue_ms': float(queue_ms),
+            'total_ms': float(total_ms), 'frame_age_ms': float(frame_age_ms)},
+        'energy': {'measured': bool(energy.measured), 'joules': float(energy.joules),
+                   'source': str(energy.source), 'method': str(energy.method)},
+        'backend': str(result.backend), 'exit_device': str(result.exit_device),
+        'model_id': str(result.model_id), 'answered_by': str(result.answered_by),
+        'source_topic': str(source_topic),
+        'frame_seq': int(frame_seq),
+    }

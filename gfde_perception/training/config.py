@@ -11,15 +11,15 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, MISSING
 from pathlib import Path
 from typing import Mapping, Optional
 
+from gfde_perception.choices import DEFAULT_GATE_METRIC, GATE_METRICS, IMAGENET_MEAN, IMAGENET_STD
 from gfde_perception.errors import ConfigError
+from gfde_perception.preprocessing import PreprocessSpec
 from gfde_perception.training.data import AugmentConfig
+import yaml
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DATA_KINDS = ('fashion-mnist', 'image-folder', 'rosbag')
 TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'bundle', 'official-gfnet', 'module', 'none')
 DISTILLATION_KINDS = ('hard', 'soft', 'none')
-GATE_METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
 
 
 def _check(condition: bool, message: str):
@@ -58,23 +58,9 @@ class OptimConfig:
                f'max_steps must be >= 1 or null, got {self.max_steps}')
 
 
-@dataclass(frozen=True)
-class InputConfig:
-    """The preprocessing a model is trained with (it travels into the bundle)."""
-
-    input_size: tuple = (28, 28)
-    channel_order: str = 'gray'
-    mean: tuple = (0.5,)
-    std: tuple = (0.5,)
-    interpolation: str = 'area'
-    resize_mode: str = 'stretch'
-
-    def spec(self):
-        """Return the :class:`~gfde_perception.preprocessing.PreprocessSpec` (validated)."""
-        from gfde_perception.preprocessing import PreprocessSpec
-
-        return PreprocessSpec(tuple(self.input_size), self.channel_order, tuple(self.mean),
-                              tuple(self.std), self.interpolation, self.resize_mode)
+def _grey_28() -> PreprocessSpec:
+    """Return the student's default input: 28x28 grey (Fashion-MNIST), scaled to [-1, 1]."""
+    return PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,), 'area', 'stretch')
 
 
 @dataclass(frozen=True)
@@ -139,7 +125,7 @@ class TeacherConfig:
     checkpoint: Optional[str] = None
     module: Optional[str] = None
     pretrained: bool = True
-    preprocessing: InputConfig = field(default_factory=lambda: InputConfig(
+    preprocessing: PreprocessSpec = field(default_factory=lambda: PreprocessSpec(
         (64, 64), 'rgb', IMAGENET_MEAN, IMAGENET_STD, 'bilinear'))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         epochs=3, lr=1e-3, weight_decay=1e-4, label_smoothing=0.1))
@@ -170,7 +156,7 @@ class StudentConfig:
 
     model: str = 'gfnet-edge-28'
     overrides: Mapping = field(default_factory=dict)
-    preprocessing: InputConfig = field(default_factory=InputConfig)
+    preprocessing: PreprocessSpec = field(default_factory=_grey_28)
     distillation: str = 'hard'
     tau: float = 1.0
     alpha: float = 0.5
@@ -201,7 +187,7 @@ class ExitConfig:
     (``student.exit_weight`` > 0) and only calibrates.
     """
 
-    metric: str = 'max_softmax'
+    metric: str = DEFAULT_GATE_METRIC
     budget_points: float = 0.5
     min_exit_samples: int = 20
     self_distill: float = 0.5
@@ -263,8 +249,6 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path) -> 'TrainConfig':
         """Read a YAML config file."""
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f'config file not found: {path}')
@@ -279,7 +263,7 @@ class TrainConfig:
 
 _NESTED = {
     'data': DataConfig, 'teacher': TeacherConfig, 'student': StudentConfig,
-    'exits': ExitConfig, 'optim': OptimConfig, 'preprocessing': InputConfig,
+    'exits': ExitConfig, 'optim': OptimConfig, 'preprocessing': PreprocessSpec,
     'augment': AugmentConfig,
 }
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import struct
 from typing import Iterator, Optional, Sequence
 
-from gfde_perception.errors import DatasetError
+from gfde_perception.errors import ConfigError, DatasetError
 from gfde_perception.preprocessing import preprocess_batch, PreprocessSpec
+from gfde_perception.recording import read_labelled_frames
 import numpy as np
 
 
@@ -231,13 +232,11 @@ def load_bag_frames(bag_path, image_topic: str, classes: Optional[Sequence[str]]
     """
     Load labelled frames from a rosbag2 bag (image topic plus a label topic or sidecar file).
 
-    Reading is delegated to :func:`gfde_perception.evaluation.bags.read_labelled_frames`, the
+    Reading is delegated to :func:`gfde_perception.recording.read_labelled_frames`, the
     project's one bag reader. ``classes`` maps label names to indices; by default the names the
     sidecar or the bag's metadata declare. Frames keep their recording order (split them with
     :func:`split_by_time` so near-duplicate neighbours do not land in both train and val).
     """
-    from gfde_perception.evaluation.bags import read_labelled_frames
-
     reader = read_labelled_frames(bag_path, image_topic, label_topic=label_topic,
                                   sidecar=sidecar, class_names=classes, limit=max_frames)
     images, labels = [], []
@@ -338,8 +337,6 @@ class AugmentConfig:
     brightness: float = 0.0
 
     def __post_init__(self):
-        from gfde_perception.errors import ConfigError
-
         if not 0.0 <= self.hflip <= 1.0:
             raise ConfigError(f'augment.hflip must be in [0, 1], got {self.hflip}')
         if self.shift < 0:

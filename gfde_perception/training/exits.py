@@ -186,7 +186,7 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     from gfde_perception.training.student import build_student, load_student_checkpoint
 
     out_dir = Path(out_dir)
-    spec = cfg.student.preprocessing.spec()
+    spec = cfg.student.preprocessing
     model = build_student(cfg.student, len(splits.classes))
     load_student_checkpoint(model, out_dir / f'{student_tag}.ckpt')
     ckpt = out_dir / 'exits.ckpt'
@@ -278,7 +278,7 @@ def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: d
         'seed': cfg.seed,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    spec = cfg.student.preprocessing.spec()
+    spec = cfg.student.preprocessing
     bundle = Bundle(name=cfg.name, config=model.config, preprocessing=spec,
                     labels=tuple(splits.classes), gate=gate, state_dict=state,
                     provenance=provenance, metrics=_plain(metrics), checksum='')

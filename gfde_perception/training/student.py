@@ -24,7 +24,7 @@ def build_student(cfg: StudentConfig, num_classes: int):
     from gfde_perception.models import build_model
     from gfde_perception.models.registry import GFNET_C_VARIANTS, GFNET_VARIANTS
 
-    spec = cfg.preprocessing.spec()
+    spec = cfg.preprocessing
     if spec.input_size[0] != spec.input_size[1]:
         raise ConfigError(f'students need a square input, got {spec.input_size}')
     overrides = dict(cfg.overrides)
@@ -86,7 +86,7 @@ def train_student(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
 
     out_dir = Path(out_dir)
     scfg = cfg.student
-    spec = scfg.preprocessing.spec()
+    spec = scfg.preprocessing
     model = build_student(scfg, len(splits.classes))
     kind = scfg.distillation if cfg.teacher.kind != 'none' else 'none'
     teacher = load_teacher_logits(out_dir, 'train', splits.train) if kind != 'none' else None

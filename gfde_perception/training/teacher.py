@@ -41,7 +41,7 @@ def build_teacher(cfg: TeacherConfig, num_classes: int, pretrained=None):
 
     :raises ConfigError: unknown or unusable teacher (missing file, wrong labels...).
     """
-    spec = cfg.preprocessing.spec()
+    spec = cfg.preprocessing
     pretrained = cfg.pretrained if pretrained is None else pretrained
     io = {'num_classes': num_classes, 'in_chans': spec.channels,
           'img_size': int(spec.input_size[0])}

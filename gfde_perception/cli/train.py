@@ -17,19 +17,16 @@ Every step resumes from its checkpoint in ``output_dir``; a finished step is not
 import argparse
 import sys
 
+from gfde_perception.errors import ConfigError, GfdeError
+from gfde_perception.training.config import TrainConfig
+from gfde_perception.training.pipeline import run
+import yaml
+
 STEPS = ('teacher', 'student', 'exits', 'all', 'split')
-
-
-def _parse_value(text: str):
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def apply_overrides(data: dict, assignments) -> dict:
     """Apply ``key.sub=value`` assignments (values parsed as YAML) to a nested config dict."""
-    from gfde_perception.errors import ConfigError
-
     for item in assignments or ():
         key, sep, value = item.partition('=')
         if not sep or not key:
@@ -40,11 +37,12 @@ def apply_overrides(data: dict, assignments) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f'--set {key}: {part} is not a mapping')
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = yaml.safe_load(value)
     return data
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the ``gfde-train`` argument parser."""
     parser = argparse.ArgumentParser(
         prog='gfde-train', description='Train a GFDE model: teacher, distilled student, exits.')
     parser.add_argument('--config', required=True, help='YAML training config')
@@ -61,15 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of ``gfde-train``; returns the process exit status."""
-    from gfde_perception.errors import GfdeError
-
     args = build_parser().parse_args(argv)
     try:
-        import yaml
-
-        from gfde_perception.training.config import TrainConfig
-        from gfde_perception.training.pipeline import run
-
         with open(args.config) as f:
             data = yaml.safe_load(f) or {}
         if args.output_dir:

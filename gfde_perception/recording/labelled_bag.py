@@ -1,38 +1,32 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
-r"""
-Build a labelled rosbag2 bag from Fashion-MNIST or an image folder (``gfde-make-bag``).
+"""
+A labelled bag built from images in memory: what ``gfde-make-bag`` writes.
 
 The bag holds an image topic (``sensor_msgs/Image`` in a raw encoding, or ``CompressedImage``
 for jpeg/png) and, optionally, a label topic (``std_msgs/String`` with the class name, or
 ``std_msgs/Int32`` with the index) written at the same record time as its image. Stamps are
-deterministic: frame i is stamped ``start_ns + round(i * 1e9 / rate_hz)``, so the same command
+deterministic: frame i is stamped ``start_ns + round(i * 1e9 / rate_hz)``, so the same call
 always produces the same messages. Frames can be resized to a camera size (e.g. 640x480), so a
 28x28 Fashion-MNIST image arrives the way a camera would send it.
-
-Example::
-
-    gfde-make-bag demo_bag --fashion-mnist --split test --count 200 --size 640x480 \\
-        --encoding bgr8 --storage mcap
 """
 
-import argparse
 from dataclasses import dataclass
-import json
 from pathlib import Path
-import sys
 from typing import Optional, Sequence
 
+import cv2
 from gfde_perception.errors import BagError, ConfigError, GfdeError
-from gfde_perception.evaluation.bags import (BagWriter, COMPRESSED_TYPE, image_message,
-                                             IMAGE_TYPE, make_typestore, STORAGES)
+from gfde_perception.image_codec import COMPRESSED_FORMATS, ENCODINGS as RAW_ENCODINGS
+from gfde_perception.recording.bag import STORAGES
+from gfde_perception.recording.labels import write_sidecar
+from gfde_perception.recording.typestore import (COMPRESSED_TYPE, IMAGE_TYPE, make_typestore,
+                                                 STRING_TYPE)
+from gfde_perception.recording.writer import BagWriter, image_message
 import numpy as np
 
-RAW_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '8UC1', '8UC3', '16UC1',
-                 'yuv422', 'yuv422_yuy2')
-COMPRESSED_ENCODINGS = ('jpeg', 'png')
-ENCODINGS = RAW_ENCODINGS + COMPRESSED_ENCODINGS
-LABEL_TYPES = {'string': 'std_msgs/msg/String', 'int32': 'std_msgs/msg/Int32', 'none': None}
+ENCODINGS = RAW_ENCODINGS + COMPRESSED_FORMATS
+LABEL_TYPES = {'string': STRING_TYPE, 'int32': 'std_msgs/msg/Int32', 'none': None}
 # 2023-11-14T22:13:20Z: a fixed, plausible wall-clock start so stamps look like a real recording.
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
 
@@ -98,8 +92,6 @@ class MakeBagConfig:
 
 def resize(image: np.ndarray, size: Optional[tuple]) -> np.ndarray:
     """Resize to (width, height) like a camera driver would scale; None keeps the image."""
-    import cv2
-
     if size is None or (image.shape[1], image.shape[0]) == tuple(size):
         return image
     # Upscaling small dataset images: bilinear looks like an optical image; area for shrinking.
@@ -145,7 +137,7 @@ def make_bag(output, images: Sequence[np.ndarray], labels: Optional[Sequence[int
         iterator = tqdm(iterator, desc=f'writing {Path(output).name}', unit='frame')
     with BagWriter(output, config.storage, store) as bag:
         bag.set_classes(class_names)
-        msgtype = COMPRESSED_TYPE if config.encoding in COMPRESSED_ENCODINGS else IMAGE_TYPE
+        msgtype = COMPRESSED_TYPE if config.encoding in COMPRESSED_FORMATS else IMAGE_TYPE
         bag.add_topic(config.image_topic, msgtype)
         if label_type:
             bag.add_topic(config.label_topic, label_type)
@@ -158,7 +150,7 @@ def make_bag(output, images: Sequence[np.ndarray], labels: Optional[Sequence[int
             except GfdeError as exc:
                 raise BagError(f'frame {i} cannot be encoded as {config.encoding}: {exc}') from exc
             bag.write(config.image_topic, msg, stamp)
-            if label_type == 'std_msgs/msg/String':
+            if label_type == STRING_TYPE:
                 bag.write(config.label_topic, store.types[label_type](
                     data=class_names[labels[i]]), stamp)
             elif label_type:
@@ -172,99 +164,3 @@ def make_bag(output, images: Sequence[np.ndarray], labels: Optional[Sequence[int
         'first_stamp_ns': config.stamp_ns(0), 'last_stamp_ns': config.stamp_ns(len(images) - 1),
         'classes': list(class_names),
     }
-
-
-def write_sidecar(path, labels: Sequence[int], class_names: Sequence[str]) -> None:
-    """Write a frame-index sidecar (``.json`` with the class list, or ``.csv``)."""
-    path = Path(path)
-    if path.suffix.lower() == '.json':
-        path.write_text(json.dumps({'key': 'index', 'classes': list(class_names),
-                                    'labels': [class_names[v] for v in labels]}, indent=1))
-    elif path.suffix.lower() == '.csv':
-        lines = ['index,label'] + [f'{i},{int(v)}' for i, v in enumerate(labels)]
-        path.write_text('\n'.join(lines) + '\n')
-    else:
-        raise ConfigError(f'sidecar must end in .json or .csv, got {path.name}')
-
-
-def _parse_size(text: str) -> tuple:
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
-    return width, height
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``gfde-make-bag`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog='gfde-make-bag', description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('output', help='bag directory to create (must not exist)')
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--fashion-mnist', action='store_true',
-                        help='take frames from the Fashion-MNIST IDX files')
-    source.add_argument('--image-folder', type=Path,
-                        help='take frames from FOLDER/<class>/<image> (class = sub-folder)')
-    parser.add_argument('--fashion-mnist-dir', default=None,
-                        help='folder of the Fashion-MNIST IDX files (default: the Debian path)')
-    parser.add_argument('--split', choices=('train', 'test'), default='test')
-    parser.add_argument('--count', type=int, default=200, help='number of frames (0 = all)')
-    parser.add_argument('--offset', type=int, default=0, help='index of the first frame used')
-    parser.add_argument('--size', type=_parse_size, default=None,
-                        help='resize frames to WIDTHxHEIGHT, e.g. 640x480')
-    parser.add_argument('--encoding', choices=ENCODINGS, default='rgb8')
-    parser.add_argument('--quality', type=int, default=90, help='JPEG quality')
-    parser.add_argument('--storage', choices=STORAGES, default='mcap')
-    parser.add_argument('--image-topic', default='/camera/image_raw')
-    parser.add_argument('--label-topic', default='/camera/label')
-    parser.add_argument('--label-type', choices=tuple(LABEL_TYPES), default='string')
-    parser.add_argument('--rate', type=float, default=30.0, help='frame rate for the stamps, Hz')
-    parser.add_argument('--start-ns', type=int, default=DEFAULT_START_NS,
-                        help='stamp of the first frame, ns')
-    parser.add_argument('--frame-id', default='camera')
-    parser.add_argument('--sidecar', type=Path, default=None,
-                        help='also write labels to this .csv or .json file')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
-    return parser
-
-
-def _load_source(args):
-    from gfde_perception.training import data
-
-    if args.fashion_mnist:
-        root = args.fashion_mnist_dir or data.FASHION_MNIST_DIR
-        dataset = data.load_fashion_mnist(args.split, root)
-    else:
-        dataset = data.load_image_folder(args.image_folder)
-    if args.offset < 0 or args.offset >= len(dataset):
-        raise ConfigError(f'offset {args.offset} outside [0, {len(dataset)})')
-    stop = len(dataset) if args.count == 0 else min(len(dataset), args.offset + args.count)
-    chosen = dataset.subset(np.arange(args.offset, stop))
-    return chosen.images, chosen.labels, chosen.classes
-
-
-def main(argv=None) -> int:
-    """Run ``gfde-make-bag``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.count < 0:
-            raise ConfigError(f'--count must be >= 0, got {args.count}')
-        config = MakeBagConfig(
-            image_topic=args.image_topic, encoding=args.encoding,
-            label_topic=args.label_topic if args.label_type != 'none' else '',
-            label_type=args.label_type, storage=args.storage, rate_hz=args.rate,
-            start_ns=args.start_ns, frame_id=args.frame_id, size=args.size,
-            quality=args.quality)
-        images, labels, classes = _load_source(args)
-        summary = make_bag(args.output, images, labels, classes, config,
-                           sidecar=args.sidecar, progress=not args.quiet)
-    except GfdeError as exc:
-        print(f'gfde-make-bag: error: {exc}', file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=1))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

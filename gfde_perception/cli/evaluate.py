@@ -10,7 +10,7 @@ Examples::
 
     # Teacher, student without exits, student with exits, side by side in one run:
     gfde-eval demo_bag --image-topic /camera/image_raw --label-topic /camera/label \\
-        --config teacher=teacher:runs/teacher.safetensors \\
+        --config teacher=teacher:gfde_perception/data/teacher.safetensors \\
         --config full=bundle:default@final --config gfde=bundle:default \\
         --reference teacher --out runs/eval
 
@@ -23,8 +23,20 @@ import json
 from pathlib import Path
 import sys
 
+from gfde_perception.choices import (BACKENDS, DEFAULT_ENERGY, DEFAULT_SCHEDULE, ENERGY_SOURCES,
+                                     SCHEDULES, WARMUP)
 from gfde_perception.errors import ConfigError, GfdeError
-from gfde_perception.evaluation.configurations import ConfigurationSpec
+from gfde_perception.evaluation import live, offline, plots, report as report_mod
+from gfde_perception.evaluation.configurations import (build_configuration, ConfigurationSpec,
+                                                       GfdeConfiguration)
+from gfde_perception.evaluation.records import EvaluationRun, nan_to_none
+from gfde_perception.evaluation.writeback import write_results_bag
+from gfde_perception.recording import (ORPHAN_POLICIES, read_labelled_frames, STORAGES,
+                                       UNLABELLED_POLICIES)
+from gfde_perception.runtime import RuntimeConfig
+from gfde_perception.runtime.energy import EnergyMeter
+from gfde_perception.runtime.policies import DEFAULT_POLICY, POLICY_USAGE
+import numpy as np
 
 DEFAULT_CONFIG = 'gfde=bundle:default'
 
@@ -41,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument('--sidecar', default=None,
                         help='CSV/JSON file mapping frame indices or stamps to classes')
     p.add_argument('--config', action='append', default=None, metavar='NAME=KIND:PATH[@POLICY]',
-                   help='configuration to evaluate (repeat); kinds: bundle, teacher; policies: '
-                        '@final, @force=K, @threshold=T[,T...]; default: ' + DEFAULT_CONFIG)
+                   help='configuration to evaluate (repeat); kinds: bundle, teacher; POLICY '
+                        f'(default {DEFAULT_POLICY}): {POLICY_USAGE}; default: {DEFAULT_CONFIG}')
     p.add_argument('--reference', default=None,
-                   help='configuration others are compared with (agreement when unlabelled)')
+                   help='configuration the others are compared with: agreement on an '
+                        'unlabelled bag (required there), and the ratios of report.md (default: '
+                        'the slowest configuration, so that reductions read as savings)')
     p.add_argument('--primary', default=None, help='configuration of the top-level figures')
     p.add_argument('--role', action='append', default=[], metavar='ROLE=NAME',
                    help='benchmark roles: teacher, gfde, no_exits, baseline')
@@ -54,21 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=int, default=5, help='untimed frames per configuration')
     p.add_argument('--order', choices=('interleaved', 'blocked'), default='interleaved')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
-    p.add_argument('--backend', default='torch', help='runtime backend for bundles')
-    p.add_argument('--schedule', default='auto', choices=('auto', 'speculative', 'sequential'),
+    # torch rather than 'auto': every configuration on the same, deterministic backend.
+    p.add_argument('--backend', default='torch', choices=BACKENDS,
+                   help='runtime backend for bundles')
+    p.add_argument('--schedule', default=DEFAULT_SCHEDULE, choices=SCHEDULES,
                    help='runtime schedule for bundles')
-    p.add_argument('--runtime-warmup', type=int, default=10,
+    p.add_argument('--runtime-warmup', type=int, default=WARMUP.default,
                    help='frames each runtime Classifier runs at load')
-    p.add_argument('--energy', default='auto', help='energy counter: auto, none, nvml, rapl, '
-                   'ina3221')
-    p.add_argument('--on-unlabelled', choices=('error', 'skip', 'keep'), default='error')
-    p.add_argument('--on-orphan-labels', choices=('error', 'ignore'), default='error')
+    p.add_argument('--energy', default=DEFAULT_ENERGY, choices=ENERGY_SOURCES,
+                   help='energy counter')
+    p.add_argument('--on-unlabelled', choices=UNLABELLED_POLICIES, default='error')
+    p.add_argument('--on-orphan-labels', choices=ORPHAN_POLICIES, default='error')
     p.add_argument('--tolerance-ns', type=int, default=0,
                    help='largest label-to-frame stamp distance that still matches')
     p.add_argument('--no-sweep', action='store_true', help='skip the exit-threshold sweep')
     p.add_argument('--no-plots', action='store_true')
     p.add_argument('--write-bag', default=None, help='also write frames + results to this bag')
-    p.add_argument('--write-bag-storage', choices=('mcap', 'sqlite3'), default='mcap')
+    p.add_argument('--write-bag-storage', choices=STORAGES, default='mcap')
     p.add_argument('--rate', type=float, default=0.0,
                    help='live: publish rate in Hz (0 = the recorded rate)')
     p.add_argument('--result-timeout', type=float, default=5.0,
@@ -100,9 +116,6 @@ def _class_names(configurations) -> tuple:
 
 def run_evaluation(args) -> dict:
     """Run ``gfde-eval`` with parsed ``args``; return the report dict."""
-    from gfde_perception.evaluation import bags, offline, plots, report as report_mod
-    from gfde_perception.evaluation.records import _nan_to_none, EvaluationRun
-
     out = Path(args.out)
     roles = _parse_roles(args.role)
     if args.from_run:
@@ -112,10 +125,9 @@ def run_evaluation(args) -> dict:
             raise ConfigError('give a bag to evaluate (or --from-run)')
         specs = [ConfigurationSpec.parse(t) for t in (args.config or [DEFAULT_CONFIG])]
         if args.mode == 'live':
-            from gfde_perception.evaluation import live
             run = live.run_live_from_args(args, specs)
         else:
-            run = _run_offline(args, specs, bags, offline)
+            run = _run_offline(args, specs)
     if args.reference is None and not run.labels and len(run.configurations) > 1:
         raise ConfigError('the bag has no labels: name a --reference configuration to compare '
                           'the others with')
@@ -124,20 +136,15 @@ def run_evaluation(args) -> dict:
     report = report_mod.build_report(run, args.reference, args.primary, roles)
     if not args.no_plots:
         report['plots'] = plots.write_plots(run, report, out)
-    (out / 'report.json').write_text(json.dumps(_nan_to_none(report), indent=1,
+    (out / 'report.json').write_text(json.dumps(nan_to_none(report), indent=1,
                                                 allow_nan=False))
     (out / 'report.md').write_text(report_mod.to_markdown(report))
     if args.write_bag:
-        from gfde_perception.evaluation.writeback import write_results_bag
         report['written_bag'] = write_results_bag(run, args.write_bag, args.write_bag_storage)
     return report
 
 
-def _run_offline(args, specs, bags, offline):
-    from gfde_perception.evaluation.configurations import build_configuration, GfdeConfiguration
-    from gfde_perception.runtime import RuntimeConfig
-    from gfde_perception.runtime.energy import EnergyMeter
-
+def _run_offline(args, specs):
     runtime_config = RuntimeConfig(backend=args.backend, threads=args.threads,
                                    schedule=args.schedule, warmup=args.runtime_warmup)
     configurations = []
@@ -146,7 +153,7 @@ def _run_offline(args, specs, bags, offline):
         for spec in specs:
             configurations.append(build_configuration(spec, runtime_config))
         class_names = _class_names(configurations)
-        frames = bags.read_labelled_frames(
+        frames = read_labelled_frames(
             args.bag, args.image_topic, args.label_topic, args.sidecar,
             class_names=class_names or None, on_unlabelled=args.on_unlabelled,
             on_orphan_labels=args.on_orphan_labels, tolerance_ns=args.tolerance_ns,
@@ -167,7 +174,7 @@ def _run_offline(args, specs, bags, offline):
             done = {}
             for conf in configurations:
                 if isinstance(conf, GfdeConfiguration) and conf.num_exits > 1 and \
-                        conf.spec.policy == 'default' and targets is not None:
+                        conf.spec.policy == DEFAULT_POLICY and targets is not None:
                     key = conf.bundle_path
                     if key not in done:
                         done[key] = offline.bundle_tradeoff(conf.bundle, frames, targets, kind)
@@ -181,8 +188,6 @@ def _run_offline(args, specs, bags, offline):
 
 
 def _sweep_targets(run, reference):
-    import numpy as np
-
     if run.labels is not None and all(v is not None for v in run.labels):
         return np.asarray(run.labels, dtype=np.int64), 'labels'
     if reference:

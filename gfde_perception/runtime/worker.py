@@ -1,0 +1,211 @@
+# Copyright 2026 The gfde_perception Authors
+# SPDX-License-Identifier: Apache-2.0
+"""
+The inference worker of a live pipeline: newest frame -> decode -> classify -> publish.
+
+ROS-free: whatever receives frames (the classifier node's subscription callbacks, a test)
+:meth:`~InferenceWorker.submit` s them with the function that decodes them; one worker thread
+takes the newest frame of each topic from a
+:class:`~gfde_perception.runtime.frame_mailbox.LatestFrameMailbox`, decodes and classifies it and
+hands the result to the ``publish`` function it was given. Every frame that gives no result is
+counted in :class:`~gfde_perception.stats.PipelineStats` with its reason (superseded, bad input
+and its kind, inference error, non-finite output, publish failed) and warned about at most once
+per ``warn_period_s`` per reason; the worker survives anything a frame does.
+"""
+
+from dataclasses import dataclass
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable
+
+from gfde_perception.errors import GfdeError, ImageError
+from gfde_perception.runtime.frame_mailbox import LatestFrameMailbox
+from gfde_perception.stats import (bad_input_kind, DROP_BAD_INPUT, DROP_INFERENCE_ERROR,
+                                   DROP_NON_FINITE, DROP_PUBLISH_FAILED, DROP_SUPERSEDED,
+                                   PipelineStats)
+
+LOG = logging.getLogger(__name__)
+DEFAULT_WARN_PERIOD_S = 5.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """
+    One received frame, waiting for the worker.
+
+    :ivar payload: the frame as received (e.g. a ``sensor_msgs/Image``), passed to ``decode``.
+    :ivar decode: ``decode(payload) -> image array``; raises ``ImageError`` for bad input.
+    :ivar topic: where it came from.
+    :ivar seq: the worker's sequence number of the frame on its topic, from 0.
+    :ivar stamp_ns: the frame's own time stamp in ns (0 = none: no frame age is computed).
+    :ivar arrival: ``time.monotonic()`` when it was submitted.
+    """
+
+    payload: Any
+    decode: Callable[[Any], Any]
+    topic: str
+    seq: int
+    stamp_ns: int
+    arrival: float
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """
+    The pipeline's own timings of one frame, in milliseconds (the runtime's are in the result).
+
+    :ivar decode_ms: decoding the payload into an array.
+    :ivar queue_ms: waiting for the worker.
+    :ivar total_ms: from submit to the result being handed to ``publish``.
+    :ivar frame_age_ms: the clock's time at that point minus the frame stamp (NaN without one).
+    """
+
+    decode_ms: float
+    queue_ms: float
+    total_ms: float
+    frame_age_ms: float
+
+
+def stage_latencies(result, timing: FrameTiming) -> dict:
+    """Return stage name -> ms of one frame, as :class:`PipelineStats` keeps them."""
+    timings = result.timings
+    latency = {'decode': timing.decode_ms, 'queue': timing.queue_ms,
+               'preprocess': timings.preprocess_ms, 'inference': timings.inference_ms,
+               'total': timing.total_ms, 'frame_age': timing.frame_age_ms}
+    for k, ms in enumerate(timings.segment_ms):
+        latency[f'segment_{k}'] = ms
+    for k, ms in enumerate(timings.exit_head_ms):
+        latency[f'exit_head_{k}'] = ms
+    return latency
+
+
+class InferenceWorker:
+    """
+    One worker thread between frame producers and a classifier.
+
+    :param classifier: object with ``classify(image) -> Result``
+        (:class:`gfde_perception.runtime.Classifier`).
+    :param publish: ``publish(frame, result, timing)``, called on the worker thread for each
+        result; it may raise (the frame is then counted as ``publish_failed``).
+    :param now_ns: the clock frame stamps are read against, in ns (the node's ROS clock).
+    :param stats: where every event is counted.
+    :param logger: anything with ``warning(text)`` (a ``logging`` or an rclpy logger).
+    :param warn_period_s: at most one warning per reason per this many seconds; the warnings
+        left out are counted and reported with the next one.
+    """
+
+    def __init__(self, classifier, publish: Callable, now_ns: Callable[[], int],
+                 stats: PipelineStats, logger=LOG,
+                 warn_period_s: float = DEFAULT_WARN_PERIOD_S):
+        self.classifier = classifier
+        self.publish = publish
+        self.now_ns = now_ns
+        self.stats = stats
+        self.logger = logger
+        self.warn_period_s = warn_period_s
+        self.mailbox = LatestFrameMailbox()
+        self.last_result = None
+        self._warned = {}  # reason -> (last warning time, suppressed count)
+        self._seq = {}
+        self._seq_lock = threading.Lock()
+        self._thread = None
+        self._stop = threading.Event()
+
+    # --- producer side (any thread) ---------------------------------------------------------
+    def submit(self, payload, topic: str, decode: Callable[[Any], Any], stamp_ns: int = 0):
+        """Hand a frame to the worker (never blocks); a frame it supersedes is counted."""
+        with self._seq_lock:
+            seq = self._seq.get(topic, 0)
+            self._seq[topic] = seq + 1
+        self.stats.frame_received()
+        frame = Frame(payload, decode, topic, seq, int(stamp_ns), time.monotonic())
+        if self.mailbox.put(topic, frame) is not None:
+            self.stats.frame_dropped(DROP_SUPERSEDED)
+
+    # --- consumer side ----------------------------------------------------------------------
+    def start(self):
+        """Start the worker thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.mailbox.reopen()
+        self._thread = threading.Thread(target=self._run, name='gfde-inference', daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0):
+        """Stop the worker thread; frames still waiting are counted as superseded."""
+        self._stop.set()
+        self.mailbox.close()
+        for _ in self.mailbox.clear():
+            self.stats.frame_dropped(DROP_SUPERSEDED)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self):
+        while not self._stop.is_set():
+            got = self.mailbox.get(timeout=0.2)
+            if got is None:
+                continue
+            try:
+                self.process(got[1])
+            except Exception as exc:  # the worker must survive anything
+                self.stats.frame_dropped(DROP_INFERENCE_ERROR)
+                self._warn(DROP_INFERENCE_ERROR, f'unexpected error on a frame: {exc!r}')
+
+    def _warn(self, key: str, text: str):
+        now = time.monotonic()
+        last, suppressed = self._warned.get(key, (-math.inf, 0))
+        if now - last >= self.warn_period_s:
+            extra = f' ({suppressed} more since the last warning)' if suppressed else ''
+            self.logger.warning(f'frame skipped: {text}{extra}')
+            self._warned[key] = (now, 0)
+        else:
+            self._warned[key] = (last, suppressed + 1)
+
+    def _bad_input(self, frame: Frame, exc: ImageError):
+        kind = bad_input_kind(exc)
+        self.stats.frame_dropped(DROP_BAD_INPUT, kind)
+        self._warn(f'bad:{kind}', f'bad image on {frame.topic}: {exc}')
+
+    def process(self, frame: Frame):
+        """Run one frame through decode, classify and publish (the worker thread calls it)."""
+        start = time.monotonic()
+        queue_ms = (start - frame.arrival) * 1e3
+        try:
+            image = frame.decode(frame.payload)
+        except ImageError as exc:
+            self._bad_input(frame, exc)
+            return
+        decoded = time.monotonic()
+        try:
+            result = self.classifier.classify(image)
+        except ImageError as exc:  # e.g. non-finite pixels found by preprocessing
+            self._bad_input(frame, exc)
+            return
+        except GfdeError as exc:
+            self.stats.frame_dropped(DROP_INFERENCE_ERROR)
+            self._warn(DROP_INFERENCE_ERROR, f'inference failed on {frame.topic}: {exc}')
+            return
+        if not (math.isfinite(result.score)
+                and all(math.isfinite(c) for c in result.gate_confidence)):
+            self.stats.frame_dropped(DROP_NON_FINITE)
+            self._warn(DROP_NON_FINITE, f'non-finite scores on {frame.topic} (NaN input?)')
+            return
+        age_ms = (self.now_ns() - frame.stamp_ns) / 1e6 if frame.stamp_ns else math.nan
+        timing = FrameTiming(decode_ms=(decoded - start) * 1e3, queue_ms=queue_ms,
+                             total_ms=(time.monotonic() - frame.arrival) * 1e3,
+                             frame_age_ms=age_ms)
+        try:
+            self.publish(frame, result, timing)
+        except Exception as exc:  # a reliable publish can raise under saturation
+            self.stats.frame_dropped(DROP_PUBLISH_FAILED)
+            self._warn(DROP_PUBLISH_FAILED, f'publish failed: {exc!r}')
+            return
+        self.last_result = result
+        energy = result.energy
+        self.stats.result_published(result.exit_index, stage_latencies(result, timing),
+                                    energy.measured, energy.joules, energy.source,
+                                    energy.method)
