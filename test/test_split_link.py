@@ -39,7 +39,7 @@ def link_env() -> dict:
 
 
 def run_live(link, bundle_path, out, mode, frames, deadline_ms):
-    argv = link.wrap([sys.executable, '-m', 'gfde_perception.evaluation.split_live',
+    argv = link.wrap([sys.executable, '-m', 'gfde_perception.ros.split_live',
                       '--mode', mode, '--bundle', str(bundle_path), '--server-bundle',
                       str(bundle_path), '--frames', str(frames), '--warmup', '1',
                       '--deadline-ms', str(deadline_ms), '--frame-timeout-s', '20',

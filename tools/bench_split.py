@@ -319,7 +319,7 @@ def live_runs(split_path, student_path, rates, frames, frame_limit_bytes, out_di
                     # A 900 KB frame takes ~7 s per Mbit/s: a few frames tell enough there.
                     n = max(2, min(frames, int(frame_limit_bytes * rate / 1e6)))
                 out = Path(out_dir) / f'live_{mode}_{rate:g}.json'
-                argv = link.wrap([sys.executable, '-m', 'gfde_perception.evaluation.split_live',
+                argv = link.wrap([sys.executable, '-m', 'gfde_perception.ros.split_live',
                                   '--mode', mode, '--bundle', str(split_path),
                                   '--server-bundle',
                                   str(split_path if mode.startswith('split') else student_path),

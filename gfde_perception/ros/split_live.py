@@ -3,7 +3,7 @@
 """
 One live measurement of split or offloaded inference, run inside a network namespace.
 
-``python -m gfde_perception.evaluation.split_live --mode MODE ...`` is the robot: it starts the
+``python -m gfde_perception.ros.split_live --mode MODE ...`` is the robot: it starts the
 server as a child process (which inherits the namespace, and so talks to the robot only over the
 namespace's shaped loopback), publishes labelled 640x480 rgb8 camera frames one at a time, waits
 for each frame's answer and writes one JSON record per frame (end-to-end latency from publishing
@@ -20,20 +20,33 @@ Modes (what crosses the link):
 
 The offload server runs the whole student (exit policy ``final``).
 
-Like ``evaluation.live``, this is an evaluation module that touches ROS: ``rclpy`` and the
-message types are imported inside the functions that need them. Every wait is bounded.
+It lives in the ROS shell (it runs nodes); every wait is bounded.
 """
 
 import argparse
 import json
 from pathlib import Path
-import subprocess
 import sys
 import threading
 import time
 
+from gfde_msgs.msg import Classification
+from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import ConfigError
+from gfde_perception.preprocessing import input_pixels
+from gfde_perception.recording.labelled_bag import resize
+from gfde_perception.ros.conversions import array_to_compressed_imgmsg, array_to_imgmsg
+from gfde_perception.ros.split_robot_node import SplitRobotNode
+from gfde_perception.runtime.split import SplitRobot
+from gfde_perception.split_bundle import load_split_bundle
+from gfde_perception.training.data import load_fashion_mnist
+from gfde_perception.workspace import start_node, stop_node
 import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
 
 MODES = ('split', 'split-no-exits', 'offload-input', 'offload-frame')
 FRAME_SIZE = (640, 480)
@@ -42,9 +55,6 @@ READY_TIMEOUT_S = 120.0
 
 def camera_frames(count: int, seed: int = 0, root=None) -> tuple:
     """``count`` Fashion-MNIST test images as 640x480 rgb8 frames, with their labels."""
-    from gfde_perception.recording.labelled_bag import resize
-    from gfde_perception.training.data import load_fashion_mnist
-
     data = load_fashion_mnist('test', root) if root else load_fashion_mnist('test')
     pick = np.random.default_rng(seed).choice(len(data), count, replace=False)
     frames = []
@@ -80,25 +90,11 @@ def _wait(condition, timeout: float) -> bool:
 
 def run(args) -> dict:
     """Run one mode; return the JSON-ready record."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
-
-    from gfde_msgs.msg import Classification
-    from gfde_perception.bundle import load_bundle
-    from gfde_perception.preprocessing import input_pixels
-    from gfde_perception.ros.conversions import array_to_compressed_imgmsg, array_to_imgmsg
-    from gfde_perception.ros.split_robot_node import SplitRobotNode
-    from gfde_perception.runtime.split import SplitRobot
-    from gfde_perception.split_bundle import load_split_bundle
-    from sensor_msgs.msg import CompressedImage, Image
-
     split_mode = args.mode.startswith('split')
     frames, labels = camera_frames(args.frames + args.warmup, args.seed)
     server_log = open(Path(args.out).with_suffix('.server.log'), 'w')
-    server = subprocess.Popen(server_command(args.mode, args.server_bundle, args.threads),
-                              stdout=server_log, stderr=subprocess.STDOUT)
+    server = start_node(server_command(args.mode, args.server_bundle, args.threads),
+                        stdout=server_log)
     rclpy.init()
     nodes = []
     try:
@@ -183,12 +179,7 @@ def run(args) -> dict:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_node(server)
         server_log.close()
 
 
