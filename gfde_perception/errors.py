@@ -114,3 +114,11 @@ class BagError(GfdeError, ValueError):
 
 class FeatureError(GfdeError, ValueError):
     """A split model's feature packet cannot be decoded (shape, quantisation, bytes, model)."""
+
+
+class TrainingInterrupted(GfdeError):
+    """Training stopped on request (Ctrl-C); a checkpoint was saved and a re-run resumes."""
+
+    def __init__(self, message: str, checkpoint=None):
+        super().__init__(message)
+        self.checkpoint = checkpoint

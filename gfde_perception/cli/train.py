@@ -17,7 +17,7 @@ Every step resumes from its checkpoint in ``output_dir``; a finished step is not
 import argparse
 import sys
 
-from gfde_perception.errors import ConfigError, GfdeError
+from gfde_perception.errors import ConfigError, GfdeError, TrainingInterrupted
 from gfde_perception.training.config import TrainConfig
 from gfde_perception.training.pipeline import run
 import yaml
@@ -69,6 +69,10 @@ def main(argv=None) -> int:
             data['bundle'] = args.bundle
         cfg = TrainConfig.from_dict(apply_overrides(data, args.set))
         metrics = run(cfg, step=args.step, restart=args.restart, progress=not args.no_progress)
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:
+        # One line, no traceback: what stopped, where the checkpoint is, how to resume.
+        print(f'\ngfde-train: {exc or "interrupted before training started"}', file=sys.stderr)
+        return 130
     except (GfdeError, OSError) as exc:
         print(f'gfde-train: error: {exc}', file=sys.stderr)
         return 2

@@ -85,12 +85,13 @@ OTHER_VARIANTS = {
                                       'convs': 2, 'pool': 'flatten', 'hidden': 128}),
     'cnn-32': (ConvNetConfig.family, {'img_size': 32, 'in_chans': 3, 'widths': (32, 64),
                                       'convs': 2, 'pool': 'flatten', 'hidden': 128}),
-    # A ResNet-style CNN for small inputs: the from-scratch teacher.
-    'resnet-28': (ConvNetConfig.family, {'img_size': 28, 'in_chans': 1, 'widths': (64, 128, 256),
-                                         'convs': 3, 'residual': True, 'pool': 'avg',
+    # A ResNet-style CNN for small inputs (a widened ResNet-20: per stage one projecting
+    # convolution then two residual pairs, 15 convolutions in all): the from-scratch teacher.
+    'resnet-28': (ConvNetConfig.family, {'img_size': 28, 'in_chans': 1, 'widths': (32, 64, 128),
+                                         'convs': 5, 'residual': True, 'pool': 'avg',
                                          'hidden': 0, 'drop_rate': 0.2}),
-    'resnet-32': (ConvNetConfig.family, {'img_size': 32, 'in_chans': 3, 'widths': (64, 128, 256),
-                                         'convs': 3, 'residual': True, 'pool': 'avg',
+    'resnet-32': (ConvNetConfig.family, {'img_size': 32, 'in_chans': 3, 'widths': (32, 64, 128),
+                                         'convs': 5, 'residual': True, 'pool': 'avg',
                                          'hidden': 0, 'drop_rate': 0.2}),
     # MobileNetV2 for small inputs: the paper's stage table from 32 px on (stride-1 stem, two
     # down-samplings to a 7x7 map at 28 px), width 0.5.

@@ -19,6 +19,9 @@ import yaml
 
 DATA_KINDS = ('fashion-mnist', 'image-folder', 'rosbag')
 TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'bundle', 'official-gfnet', 'module', 'none')
+# How the teacher learns: every layer, only the classifier on frozen features, or the head first
+# and then every layer for as many epochs as the time budget allows.
+TEACHER_TRAINING = ('full', 'head', 'auto')
 DISTILLATION_KINDS = ('hard', 'soft', 'none')
 
 
@@ -39,6 +42,7 @@ class OptimConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 5.0
     checkpoint_every: int = 100
+    checkpoint_minutes: float = 2.0
     max_steps: Optional[int] = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -54,6 +58,8 @@ class OptimConfig:
         _check(self.grad_clip >= 0, f'grad_clip must be >= 0, got {self.grad_clip}')
         _check(self.checkpoint_every >= 1,
                f'checkpoint_every must be >= 1, got {self.checkpoint_every}')
+        _check(self.checkpoint_minutes > 0,
+               f'checkpoint_minutes must be > 0, got {self.checkpoint_minutes}')
         _check(self.max_steps is None or self.max_steps >= 1,
                f'max_steps must be >= 1 or null, got {self.max_steps}')
 
@@ -116,9 +122,15 @@ class TeacherConfig:
     'package.module:factory', a callable taking ``num_classes`` and returning any torch
     classifier; its logits are cached but it is not saved as a bundle), or 'none' (no teacher;
     the student then trains without distillation).
+
+    ``train``: 'full' trains every layer for ``optim.epochs``; 'head' fits only the classifier
+    on features of the frozen (pretrained) backbone, computed once: seconds for thousands of
+    images; 'auto' fits the head, then fine-tunes every layer for as many epochs (at most
+    ``optim.epochs``) as the run's time budget allows, and says which it did.
     """
 
     kind: str = 'efficientnet-lite0'
+    train: str = 'full'
     name: Optional[str] = None
     overrides: Mapping = field(default_factory=dict)
     arch: Optional[str] = None
@@ -134,6 +146,8 @@ class TeacherConfig:
         object.__setattr__(self, 'overrides', dict(self.overrides or {}))
         _check(self.kind in TEACHER_KINDS,
                f'teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}')
+        _check(self.train in TEACHER_TRAINING,
+               f'teacher.train must be one of {TEACHER_TRAINING}, got {self.train!r}')
         _check(self.kind != 'registry' or bool(self.name), 'teacher.kind registry needs name')
         _check(self.kind != 'official-gfnet' or bool(self.checkpoint and self.arch),
                'teacher.kind official-gfnet needs checkpoint and arch')
@@ -208,13 +222,20 @@ class ExitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A whole ``gfde-train`` run: data, the three steps, and where results go."""
+    """
+    A whole ``gfde-train`` run: data, the three steps, and where results go.
+
+    ``time_budget_minutes``: plan the epochs of the teacher (``teacher.train: auto``) and the
+    student so that the whole run fits, from step times measured before it starts (see
+    :mod:`gfde_perception.training.budget`); the configured epochs are then maxima.
+    """
 
     name: str = 'gfde-student'
     seed: int = 0
     threads: int = 2
     output_dir: str = 'runs/train'
     bundle: Optional[str] = None
+    time_budget_minutes: Optional[float] = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -225,6 +246,8 @@ class TrainConfig:
     def __post_init__(self):
         _check(bool(self.name), 'name must not be empty')
         _check(self.threads >= 1, f'threads must be >= 1, got {self.threads}')
+        _check(self.time_budget_minutes is None or self.time_budget_minutes > 0,
+               f'time_budget_minutes must be > 0 or null, got {self.time_budget_minutes}')
 
     @property
     def bundle_path(self) -> Path:

@@ -12,6 +12,7 @@ batch into model input, so training sees exactly what the runtime serves.
 
 from dataclasses import dataclass
 import gzip
+import math
 import os
 from pathlib import Path
 import struct
@@ -305,9 +306,16 @@ def make_splits(train: LabelledImages, test: Optional[LabelledImages], val_fract
     """
     Carve a validation split from ``train``; ``test`` stays untouched.
 
-    :raises DatasetError: when ``test`` uses other classes than ``train``.
+    :raises DatasetError: fewer than two classes with images (nothing to classify), or
+        ``test`` uses other classes than ``train``.
 
     """
+    present = np.flatnonzero(train.class_counts())
+    if len(present) < 2:
+        names = [train.classes[i] for i in present] or list(train.classes)
+        raise DatasetError(
+            f'a classifier needs at least two classes with images; {train.source or "the data"} '
+            f'has {len(present)} ({names}): add a sub-folder per class')
     if test is not None and tuple(test.classes) != tuple(train.classes):
         raise DatasetError(
             f'test classes {test.classes} differ from training classes {train.classes}')
@@ -329,12 +337,20 @@ class AugmentConfig:
     :ivar hflip: probability of a horizontal mirror.
     :ivar shift: maximum translation in pixels (zero padding), drawn independently per axis.
     :ivar brightness: maximum relative change of pixel intensity (0 disables).
+    :ivar erase: probability of random erasing (Zhong et al., 2017): a rectangle of 2-25% of
+        the image, aspect ratio 0.3-3.3, filled with uniform noise (0 disables).
+    :ivar views: 0 draws a fresh augmentation every time an image is used; V > 0 fixes V views
+        per image (view 0 the image itself, the others augmented with a generator seeded by
+        the image and the view), of which every epoch shows one at random. A teacher then labels
+        exactly the views the student sees (augmentation-consistent distillation).
 
     """
 
     hflip: float = 0.5
     shift: int = 2
     brightness: float = 0.0
+    erase: float = 0.0
+    views: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.hflip <= 1.0:
@@ -343,6 +359,16 @@ class AugmentConfig:
             raise ConfigError(f'augment.shift must be >= 0, got {self.shift}')
         if not 0.0 <= self.brightness < 1.0:
             raise ConfigError(f'augment.brightness must be in [0, 1), got {self.brightness}')
+        if not 0.0 <= self.erase <= 1.0:
+            raise ConfigError(f'augment.erase must be in [0, 1], got {self.erase}')
+        if isinstance(self.views, bool) or not isinstance(self.views, int) \
+                or not 0 <= self.views <= 64:
+            raise ConfigError(f'augment.views must be an int in [0, 64], got {self.views!r}')
+
+    @property
+    def rows_per_image(self) -> int:
+        """Rows of per-image data (teacher logits) each image has: one per view, at least 1."""
+        return max(1, self.views)
 
 
 def augment(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -368,7 +394,31 @@ def augment(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> 
     if cfg.brightness:
         gain = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
         out = np.clip(out.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    if cfg.erase and rng.random() < cfg.erase:
+        out = _erase(out, rng)
     return np.ascontiguousarray(out)
+
+
+def _erase(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fill one random rectangle (2-25% of the area, aspect 0.3-3.3) with uniform noise."""
+    h, w = image.shape[:2]
+    area = h * w * rng.uniform(0.02, 0.25)
+    aspect = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+    eh = min(h, max(1, int(round(math.sqrt(area * aspect)))))
+    ew = min(w, max(1, int(round(math.sqrt(area / aspect)))))
+    y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+    out = np.array(image, copy=True)
+    top = np.iinfo(out.dtype).max if out.dtype.kind == 'u' else 1.0
+    out[y:y + eh, x:x + ew] = rng.uniform(0, top, out[y:y + eh, x:x + ew].shape).astype(
+        out.dtype)
+    return out
+
+
+def view_of(image: np.ndarray, index: int, view: int, cfg: AugmentConfig) -> np.ndarray:
+    """Return fixed view ``view`` of image ``index`` (view 0: the image itself)."""
+    if view == 0:
+        return image
+    return augment(image, cfg, np.random.default_rng((index, view, 0x9FDE)))
 
 
 def iterate_batches(data: LabelledImages, spec: PreprocessSpec, batch_size: int,
@@ -376,25 +426,52 @@ def iterate_batches(data: LabelledImages, spec: PreprocessSpec, batch_size: int,
                     augment_cfg: Optional[AugmentConfig] = None,
                     start_batch: int = 0) -> Iterator[tuple]:
     """
-    Yield ``(inputs (B, C, H, W) float32, labels (B,), indices (B,))`` numpy batches.
+    Yield ``(inputs (B, C, H, W) float32, labels (B,), rows (B,))`` numpy batches.
 
-    The order of an epoch is a pure function of ``seed`` so a resumed run continues at
-    ``start_batch`` with exactly the batches it had not seen yet. Augmentation draws from a
-    generator seeded by ``(seed, batch)`` for the same reason.
+    ``rows`` index per-image data such as cached teacher logits: the image index, or with
+    ``augment_cfg.views`` = V the row ``index * V + view`` of the view shown. The order of an
+    epoch is a pure function of ``seed`` so a resumed run continues at ``start_batch`` with
+    exactly the batches it had not seen yet. Augmentation draws from a generator seeded by
+    ``(seed, batch)`` for the same reason.
     """
     if batch_size < 1:
         raise DatasetError(f'batch_size must be >= 1, got {batch_size}')
     n = len(data)
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    views = augment_cfg.views if augment_cfg is not None else 0
     for b, start in enumerate(range(0, n, batch_size)):
         if b < start_batch:
             continue
         idx = order[start:start + batch_size]
-        images = [data.images[i] for i in idx]
-        if augment_cfg is not None:
+        rows = idx
+        if augment_cfg is None:
+            images = [data.images[i] for i in idx]
+        elif views:
+            chosen = np.random.default_rng((seed, b)).integers(0, views, size=len(idx))
+            images = [view_of(data.images[i], int(i), int(v), augment_cfg)
+                      for i, v in zip(idx, chosen)]
+            rows = idx * views + chosen
+        else:
             rng = np.random.default_rng((seed, b))
-            images = [augment(im, augment_cfg, rng) for im in images]
-        yield preprocess_batch(images, spec), data.labels[idx], idx
+            images = [augment(data.images[i], augment_cfg, rng) for i in idx]
+        yield preprocess_batch(images, spec), data.labels[idx], rows
+
+
+def iterate_views(data: LabelledImages, spec: PreprocessSpec, batch_size: int,
+                  augment_cfg: AugmentConfig) -> Iterator[tuple]:
+    """
+    Yield every fixed view of every image, in row order (``index * V + view``).
+
+    Batches are ``(inputs, labels, rows)`` like :func:`iterate_batches`; used to label every
+    view a student will see (:attr:`AugmentConfig.views`).
+    """
+    views = augment_cfg.rows_per_image
+    total = len(data) * views
+    for start in range(0, total, batch_size):
+        rows = np.arange(start, min(total, start + batch_size))
+        images = [view_of(data.images[r // views], int(r // views), int(r % views), augment_cfg)
+                  for r in rows]
+        yield preprocess_batch(images, spec), data.labels[rows // views], rows
 
 
 def num_batches(count: int, batch_size: int) -> int:

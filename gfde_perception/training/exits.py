@@ -16,10 +16,15 @@ from the labels and, with weight ``self_distill``, from the frozen final exit's 
 import json
 from pathlib import Path
 
+from gfde_perception.bundle import Bundle, save_bundle
 from gfde_perception.errors import ConfigError
+from gfde_perception.gating import GateConfig, uncertainty_features
+from gfde_perception.models.flops import exit_head_cost, segment_macs
 from gfde_perception.training.calibration import calibrate_thresholds, cascade_report
 from gfde_perception.training.config import TrainConfig
+from gfde_perception.training.data import iterate_batches, num_batches
 from gfde_perception.training.loop import lr_at, write_json
+from gfde_perception.training.student import build_student, load_student_checkpoint
 import numpy as np
 
 
@@ -32,8 +37,6 @@ def exit_features(model, data, spec, batch_size: int = 256, progress=True,
     """
     import torch
     from tqdm import tqdm
-
-    from gfde_perception.training.data import iterate_batches, num_batches
 
     model.eval()
     n_early = len(model.exits)
@@ -139,8 +142,6 @@ def fit_learned_gate(exit_logits, labels, steps: int = 500, lr: float = 0.5) -> 
     Fitted by full-batch gradient descent on the training split's early exits (pooled over
     exits); returns ``(w_max_softmax, w_margin, w_entropy, bias)`` for :mod:`gating`.
     """
-    from gfde_perception.gating import uncertainty_features
-
     x = np.concatenate([uncertainty_features(lg) for lg in exit_logits])  # (E*N, 3)
     t = np.concatenate([(lg.argmax(1) == labels) for lg in exit_logits]).astype(np.float64)
     w = np.zeros(4)
@@ -153,10 +154,8 @@ def fit_learned_gate(exit_logits, labels, steps: int = 500, lr: float = 0.5) -> 
 
 def cumulative_exit_macs(model) -> list:
     """Count the MACs to reach and run each exit under the sequential schedule (batch 1)."""
-    from gfde_perception.models.flops import segment_macs
-
     seg = segment_macs(model)
-    heads = model.head_cost()
+    heads = exit_head_cost(model)
     out, acc = [], 0
     for k in range(model.num_exits):
         acc += seg[k] + heads[k].get('norm_pool_macs', 0) + heads[k].get('head_macs', 0)
@@ -181,9 +180,6 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
                 student_tag: str = 'student') -> dict:
     """Train exits, calibrate thresholds on validation, write the bundle; return metrics."""
     import torch
-
-    from gfde_perception.gating import GateConfig
-    from gfde_perception.training.student import build_student, load_student_checkpoint
 
     out_dir = Path(out_dir)
     spec = cfg.student.preprocessing
@@ -248,8 +244,6 @@ def format_report(report: dict, title: str) -> str:
 
 def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: dict):
     """Save the student with exits and calibrated gate as a ``.gfde`` bundle."""
-    from gfde_perception.bundle import Bundle, save_bundle
-
     out_dir = Path(out_dir)
 
     def read(name):
@@ -261,7 +255,7 @@ def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: d
     metrics = {
         'dataset': splits.describe(),
         'teacher': {k: teacher.get(k) for k in ('val_acc', 'test_acc', 'parameters',
-                                                'input_size', 'build', 'train_seconds')
+                                                'input_size', 'kind', 'train_seconds')
                     if k in teacher},
         'student': {k: student.get(k) for k in ('val_acc', 'test_acc', 'parameters',
                                                 'distillation', 'train_seconds')
@@ -269,11 +263,21 @@ def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: d
         'exits': {k: exit_metrics[k] for k in ('val', 'test', 'budget_points')
                   if k in exit_metrics},
     }
+    # What each step really ran with: a step run earlier (or with other --set overrides) is
+    # recorded from its own metrics, not from this invocation's configuration.
+    now = cfg.to_dict()
+    steps = {'teacher': teacher.get('run_config'), 'student': student.get('run_config'),
+             'exits': now}
+    config = dict(now)
+    for section in ('teacher', 'student'):
+        if steps[section]:
+            config[section] = steps[section][section]
     provenance = {
         'tool': 'gfde-train',
-        'config': cfg.to_dict(),
+        'config': config,
+        'steps': steps,
         'data': splits.describe(),
-        'teacher': teacher.get('build'),
+        'teacher': teacher.get('kind'),
         'distillation': student.get('distillation'),
         'seed': cfg.seed,
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 import time
 from typing import Callable, Optional
 
-from gfde_perception.errors import ConfigError
+from gfde_perception.errors import ConfigError, TrainingInterrupted
 from gfde_perception.training.config import OptimConfig
 from gfde_perception.training.data import iterate_batches, LabelledImages, num_batches
 import numpy as np
@@ -52,6 +52,25 @@ def _atomic_torch_save(obj, path: Path):
     os.replace(tmp, path)
 
 
+def epoch_line(desc: str, record: dict, epochs: int) -> str:
+    """One readable line per finished epoch: loss, train accuracy, time and time left."""
+    done = record['epoch'] + 1
+    per_epoch = record['seconds'] / max(1, done - record.get('first_epoch', 0))
+    left = per_epoch * (epochs - done)
+    return (f"{desc} epoch {done}/{epochs}: loss {record['loss']:.4f}, train accuracy "
+            f"{100 * record['train_acc']:.2f}%, {_duration(record['seconds'])} so far, "
+            f'about {_duration(left)} left')
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f'{seconds:.0f} s'
+    if seconds < 5400:
+        return f'{seconds / 60:.1f} min'
+    return f'{seconds / 3600:.1f} h'
+
+
 def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig, *,
         seed: int, checkpoint: Optional[Path] = None, desc: str = 'train',
         params=None, progress: bool = True, log: Optional[Callable] = None) -> dict:
@@ -59,20 +78,21 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
     Train ``model`` on ``train`` and return ``{'history': [...], 'steps': n, 'seconds': s}``.
 
     :param model: the torch module (put in train mode here).
-    :param loss_fn: ``(model, inputs, labels, indices) -> (loss, logits)``, tensors; ``indices``
-        are dataset positions (to look up precomputed teacher logits).
+    :param loss_fn: ``(model, inputs, labels, rows) -> (loss, logits)``, tensors; ``rows`` index
+        precomputed per-image data (teacher logits: one row per image, or per augmented view).
     :param train: training images; batches are augmented per ``cfg.augment`` then preprocessed
         with ``spec`` (the one preprocessing path).
     :param spec: the model's :class:`~gfde_perception.preprocessing.PreprocessSpec`.
     :param cfg: optimisation settings.
     :param seed: fixes the batch order and augmentation of every epoch.
-    :param checkpoint: file to resume from and to save to every ``cfg.checkpoint_every`` steps
-        and at each epoch end; a finished run found there is returned without training.
-    :param desc: progress-bar label.
+    :param checkpoint: file to resume from and to save to: every ``cfg.checkpoint_every``
+        steps, every ``cfg.checkpoint_minutes`` minutes, at each epoch end and on Ctrl-C; a
+        finished run found there is returned without training.
+    :param desc: progress-bar and log label.
     :param params: parameters to optimise (default: all that require grad).
     :param progress: show a tqdm bar.
-    :param log: optional callable receiving one dict per finished epoch.
-
+    :param log: optional callable receiving one readable line per finished epoch.
+    :raises TrainingInterrupted: on Ctrl-C, after saving the checkpoint.
     """
     import torch
     from tqdm import tqdm
@@ -99,58 +119,68 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
     def save(done=False):
         if checkpoint is not None:
             state['done'] = done
+            state['seconds'] = time.perf_counter() - started
             _atomic_torch_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                                 'state': state}, Path(checkpoint))
 
     model.train()
     step = state['step']
+    first_epoch = step // per_epoch
     started = time.perf_counter() - state['seconds']
+    last_save = time.monotonic()
     bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, dynamic_ncols=True,
                mininterval=2.0)
-    for epoch in range(step // per_epoch, epochs):
-        sums = {'loss': 0.0, 'correct': 0, 'seen': 0}
-        start_batch = step - epoch * per_epoch
-        batches = iterate_batches(train, spec, cfg.batch_size, shuffle=True,
-                                  seed=seed * 1000 + epoch, augment_cfg=cfg.augment,
-                                  start_batch=start_batch)
-        for inputs, labels, indices in batches:
+    try:
+        for epoch in range(first_epoch, epochs):
+            sums = {'loss': 0.0, 'correct': 0, 'seen': 0}
+            batches = iterate_batches(train, spec, cfg.batch_size, shuffle=True,
+                                      seed=seed * 1000 + epoch, augment_cfg=cfg.augment,
+                                      start_batch=step - epoch * per_epoch)
+            for inputs, labels, rows in batches:
+                if step >= total:
+                    break
+                for group in optimizer.param_groups:
+                    group['lr'] = lr_at(step, total, cfg)
+                y = torch.from_numpy(labels)
+                loss, logits = loss_fn(model, torch.from_numpy(inputs), y, rows)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f'{desc}: loss became {loss.item()} at step {step}')
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                state['step'] = step
+                sums['loss'] += loss.item() * len(y)
+                sums['correct'] += int((logits.argmax(1) == y).sum())
+                sums['seen'] += len(y)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / sums['seen']:.3f}",
+                                acc=f"{sums['correct'] / sums['seen']:.3f}", refresh=False)
+                if step % cfg.checkpoint_every == 0 or \
+                        time.monotonic() - last_save > 60.0 * cfg.checkpoint_minutes:
+                    save()
+                    last_save = time.monotonic()
+            if sums['seen']:
+                record = {'epoch': epoch, 'step': step, 'loss': sums['loss'] / sums['seen'],
+                          'train_acc': sums['correct'] / sums['seen'],
+                          'seconds': time.perf_counter() - started}
+                state['history'].append(record)
+                if log is not None:
+                    log(epoch_line(desc, {**record, 'first_epoch': first_epoch}, epochs))
+            save(done=step >= total)
+            last_save = time.monotonic()
             if step >= total:
                 break
-            for group in optimizer.param_groups:
-                group['lr'] = lr_at(step, total, cfg)
-            x = torch.from_numpy(inputs)
-            y = torch.from_numpy(labels)
-            loss, logits = loss_fn(model, x, y, indices)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f'{desc}: loss became {loss.item()} at step {step}')
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            state['step'] = step
-            sums['loss'] += loss.item() * len(y)
-            sums['correct'] += int((logits.argmax(1) == y).sum())
-            sums['seen'] += len(y)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / sums['seen']:.3f}",
-                            acc=f"{sums['correct'] / sums['seen']:.3f}", refresh=False)
-            if step % cfg.checkpoint_every == 0:
-                state['seconds'] = time.perf_counter() - started
-                save()
-        if sums['seen']:
-            record = {'epoch': epoch, 'step': step, 'loss': sums['loss'] / sums['seen'],
-                      'train_acc': sums['correct'] / sums['seen'],
-                      'seconds': time.perf_counter() - started}
-            state['history'].append(record)
-            if log is not None:
-                log(record)
-        state['seconds'] = time.perf_counter() - started
-        save(done=step >= total)
-        if step >= total:
-            break
-    bar.close()
+    except KeyboardInterrupt:
+        save()
+        raise TrainingInterrupted(
+            f'{desc} interrupted at step {step} of {total} (epoch {step // per_epoch + 1} of '
+            f'{epochs}); checkpoint saved to {checkpoint}: run the same command to resume',
+            checkpoint) from None
+    finally:
+        bar.close()
     model.eval()
     return {'history': state['history'], 'step': step, 'seconds': state['seconds'],
             'resumed': False}

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from gfde_perception.distillation import distillation_loss
 from gfde_perception.errors import ConfigError
+from gfde_perception.models import build_model
+from gfde_perception.models.registry import GFNET_C_VARIANTS, GFNET_VARIANTS
 from gfde_perception.training.config import StudentConfig, TrainConfig
 from gfde_perception.training.loop import accuracy, fit, predict, write_json
+from gfde_perception.training.teacher import load_teacher_logits
 import numpy as np
 
 
 def build_student(cfg: StudentConfig, num_classes: int):
     """Build the student from the registry, sized for its preprocessing and classes."""
-    from gfde_perception.models import build_model
-    from gfde_perception.models.registry import GFNET_C_VARIANTS, GFNET_VARIANTS
-
     spec = cfg.preprocessing
     if spec.input_size[0] != spec.input_size[1]:
         raise ConfigError(f'students need a square input, got {spec.input_size}')
@@ -82,19 +82,19 @@ def train_student(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     With ``student.distillation`` 'hard' or 'soft' the teacher logits of step 1 are required;
     with 'none' (or no teacher) the student learns from the labels only.
     """
-    from gfde_perception.training.teacher import load_teacher_logits
-
     out_dir = Path(out_dir)
     scfg = cfg.student
     spec = scfg.preprocessing
     model = build_student(scfg, len(splits.classes))
     kind = scfg.distillation if cfg.teacher.kind != 'none' else 'none'
-    teacher = load_teacher_logits(out_dir, 'train', splits.train) if kind != 'none' else None
+    teacher = (load_teacher_logits(out_dir, 'train', splits.train, scfg.optim.augment)
+               if kind != 'none' else None)
     fitted = fit(model, student_loss(scfg, teacher), splits.train, spec, scfg.optim,
                  seed=cfg.seed + 1, checkpoint=out_dir / f'{tag}.ckpt', desc=tag,
-                 progress=progress, log=lambda r: log(f'{tag} epoch {r}'))
+                 progress=progress, log=log)
     metrics = {'distillation': kind, 'train_seconds': fitted['seconds'],
                'history': fitted['history'], 'config': model.config.to_dict(),
+               'run_config': cfg.to_dict(),
                'parameters': int(sum(p.numel() for p in model.parameters()))}
     for name in ('val', 'test'):
         data = getattr(splits, name)

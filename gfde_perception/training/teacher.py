@@ -11,9 +11,11 @@ served and benchmarked exactly like a student. Its logits over every split are c
 and cached for the student step.
 """
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
+import time
 
 from gfde_perception.bundle import Bundle, load_bundle, save_bundle
 from gfde_perception.errors import ConfigError
@@ -21,10 +23,14 @@ from gfde_perception.gating import GateConfig
 from gfde_perception.models import build_model, GFDE, gfnet_from_official
 from gfde_perception.models.registry import FAMILIES
 from gfde_perception.training.config import TeacherConfig
+from gfde_perception.training.data import AugmentConfig, iterate_views
 from gfde_perception.training.loop import accuracy, fit, predict, write_json
 import numpy as np
 
 TEACHER_FILE = 'teacher.gfde'
+# Fitting a linear classifier on cached features: a fixed, generous schedule (seconds).
+HEAD_EPOCHS = 30
+HEAD_LR = 3e-3
 
 
 def output_logits(output):
@@ -97,8 +103,14 @@ def teacher_bundle(model, name: str, spec, labels, metrics: dict, provenance: di
     return bundle
 
 
-def load_teacher_logits(out_dir, name: str, data) -> np.ndarray:
-    """Load the cached teacher logits of split ``name``, checked against ``data``."""
+def load_teacher_logits(out_dir, name: str, data, augment=None) -> np.ndarray:
+    """
+    Load the cached teacher logits of split ``name``, checked against ``data``.
+
+    For the train split with ``augment.views`` = V the logits have one row per fixed view
+    (``index * V + view``); logits cached for other views are refused (re-run the teacher step,
+    which reuses a trained teacher and only relabels the views).
+    """
     out_dir = Path(out_dir)
     path = out_dir / f'teacher_logits_{name}.npy'
     meta_path = out_dir / 'teacher_metrics.json'
@@ -109,14 +121,29 @@ def load_teacher_logits(out_dir, name: str, data) -> np.ndarray:
     if meta.get(f'{name}_fingerprint') != data.fingerprint():
         raise ConfigError(f'teacher logits in {out_dir} were computed on another {name} split '
                           f'(data or seed changed): re-run the teacher step')
+    rows = len(data)
+    if name == 'train':
+        views = _views_key(augment)
+        if meta.get('train_views') != views:
+            raise ConfigError(f'teacher logits in {out_dir} label other augmented views '
+                              f"({meta.get('train_views')}) than the student's ({views}): "
+                              're-run the teacher step (a trained teacher is reused)')
+        rows *= (augment.rows_per_image if augment is not None else 1)
     logits = np.load(path)
-    if logits.shape[0] != len(data):
-        raise ConfigError(f'{path}: {logits.shape[0]} rows for {len(data)} images')
+    if logits.shape[0] != rows:
+        raise ConfigError(f'{path}: {logits.shape[0]} rows for {rows} images or views')
     return logits
 
 
-def _finished_teacher(out_dir: Path, splits):
-    """Metrics of a completed teacher step on these exact splits, else None."""
+def _views_key(augment) -> dict:
+    """Return what the train logits depend on: the augmentation that makes the views."""
+    if augment is None or not augment.views:
+        return {'views': 0}
+    return dataclasses.asdict(augment)
+
+
+def _finished_teacher(out_dir: Path, splits, augment):
+    """Metrics of a completed teacher step on these exact splits and views, else None."""
     meta_path = out_dir / 'teacher_metrics.json'
     if not meta_path.is_file():
         return None
@@ -125,6 +152,8 @@ def _finished_teacher(out_dir: Path, splits):
         data = getattr(splits, name)
         if data is not None and meta.get(f'{name}_fingerprint') != data.fingerprint():
             return None
+    if meta.get('train_views') != _views_key(augment):
+        return None
     return meta
 
 
@@ -138,46 +167,175 @@ def teacher_loss(label_smoothing: float):
     return loss_fn
 
 
+def pooled_features(model, batches, progress=False, desc='features') -> np.ndarray:
+    """Run the model's segments over ``batches`` and stack the final pooled features."""
+    import torch
+    from tqdm import tqdm
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for inputs, _labels, _rows in tqdm(batches, desc=desc, disable=not progress,
+                                           dynamic_ncols=True, mininterval=2.0):
+            x = torch.from_numpy(inputs)
+            for segment in model.segments:
+                x, pooled = segment(x)
+            out.append(pooled.float().numpy())
+    return np.concatenate(out)
+
+
+def fit_head(model, features: np.ndarray, labels: np.ndarray, optim, seed: int) -> list:
+    """
+    Fit only the final classifier on cached pooled features (the backbone stays frozen).
+
+    Mini-batch AdamW over the cache: seconds for thousands of images, since no image goes
+    through the backbone again. Returns the per-epoch history.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    head = model.exit_heads[-1]
+    params = [p for p in head.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=HEAD_LR, weight_decay=optim.weight_decay)
+    x = torch.from_numpy(features)
+    y = torch.from_numpy(np.asarray(labels))
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    head.train()
+    batch = 256
+    for epoch in range(HEAD_EPOCHS):
+        order = torch.randperm(len(y), generator=gen)
+        total, correct = 0.0, 0
+        for start in range(0, len(y), batch):
+            idx = order[start:start + batch]
+            logits = head(x[idx])
+            loss = F.cross_entropy(logits, y[idx], label_smoothing=optim.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == y[idx]).sum())
+        history.append({'epoch': epoch, 'loss': total / len(y), 'train_acc': correct / len(y)})
+    head.eval()
+    return history
+
+
+def head_logits(model, features: np.ndarray) -> np.ndarray:
+    """Logits of the final classifier on cached pooled features."""
+    import torch
+
+    with torch.inference_mode():
+        return model.exit_heads[-1].eval()(torch.from_numpy(features)).float().numpy()
+
+
 def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str = 'teacher',
-                  progress=True, log=print) -> dict:
+                  augment=None, epochs=None, progress=True, log=print,
+                  run_config: dict = None) -> dict:
     """
     Train the teacher, save it and its logits over every split.
 
     Writes ``teacher.gfde`` (unless the teacher is a user module), ``teacher_logits_{train,val,
     test}.npy`` and ``teacher_metrics.json`` under ``out_dir``; returns the metrics. Resumes
     from ``teacher.ckpt`` when present; a 'bundle' teacher is not trained.
+
+    :param cfg: the teacher step's configuration; ``cfg.train`` picks the path: 'full' trains
+        every layer for ``optim.epochs``; 'head' fits only the classifier on frozen features
+        computed once (seconds); 'auto' fits the head first, then fine-tunes every layer for
+        ``epochs`` epochs (the time budget's plan; 0 keeps the head-only teacher).
+    :param augment: the student's augmentation: with fixed views the train logits label every
+        view the student will see.
+    :param epochs: fine-tuning epochs chosen by a time budget (None: ``cfg.optim.epochs``).
+    :param run_config: the whole configuration this step ran with (recorded for provenance).
     """
     out_dir = Path(out_dir)
-    done = _finished_teacher(out_dir, splits)
+    done = _finished_teacher(out_dir, splits, augment)
     if done is not None:
         log(f'teacher: finished run found in {out_dir}; reusing it (--restart retrains)')
         return done
+    views_cfg = augment if augment is not None and augment.views else None
+    reuse = out_dir / TEACHER_FILE
+    if cfg.kind != 'bundle' and reuse.is_file() and _same_data(out_dir, splits):
+        # Only the student's views changed: relabel them with the teacher trained before.
+        log(f'teacher: reusing {reuse} (already trained on this data) to label the new views')
+        cfg = dataclasses.replace(cfg, kind='bundle', checkpoint=str(reuse))
     model, spec = build_teacher(cfg, len(splits.classes))
-    metrics = {'kind': cfg.kind, 'parameters': int(sum(p.numel() for p in model.parameters())),
-               'input_size': list(spec.input_size)}
-    if cfg.kind == 'bundle':
-        metrics.update({'train_seconds': 0.0, 'history': [], 'source': str(cfg.checkpoint)})
-    else:
-        fitted = fit(model, teacher_loss(cfg.optim.label_smoothing), splits.train, spec,
-                     cfg.optim, seed=seed, checkpoint=out_dir / 'teacher.ckpt', desc='teacher',
-                     progress=progress, log=lambda r: log(f'teacher epoch {r}'))
-        metrics.update({'train_seconds': fitted['seconds'], 'history': fitted['history']})
+    mode = 'none' if cfg.kind == 'bundle' else cfg.train
+    fine_tune = cfg.optim.epochs if epochs is None else epochs
+    metrics = {'kind': cfg.kind, 'train': mode, 'parameters': int(sum(
+        p.numel() for p in model.parameters())), 'input_size': list(spec.input_size),
+        'run_config': run_config, 'train_seconds': 0.0, 'history': []}
+    started = time.perf_counter()
+    batch = max(64, cfg.optim.batch_size)
+    train_feats = None
+    if mode in ('head', 'auto'):
+        aug = views_cfg or AugmentConfig(views=0)
+        train_feats = pooled_features(model, iterate_views(splits.train, spec, batch, aug),
+                                      progress, 'teacher features train')
+        labels = np.repeat(splits.train.labels, aug.rows_per_image)
+        metrics['head_history'] = fit_head(model, train_feats, labels, cfg.optim, seed)
+        last = metrics['head_history'][-1]['train_acc']
+        log(f'teacher: head fitted on frozen features of {len(labels)} images/views, train '
+            f'accuracy {100 * last:.2f}%')
+    if mode == 'full' or (mode == 'auto' and fine_tune > 0):
+        optim = dataclasses.replace(cfg.optim, epochs=fine_tune)
+        fitted = fit(model, teacher_loss(optim.label_smoothing), splits.train, spec, optim,
+                     seed=seed, checkpoint=out_dir / 'teacher.ckpt', desc='teacher',
+                     progress=progress, log=log)
+        metrics.update({'history': fitted['history'], 'fine_tune_epochs': fine_tune})
+        train_feats = None  # the backbone changed
+    metrics['train_seconds'] = time.perf_counter() - started
     for split in ('train', 'val', 'test'):
         data = getattr(splits, split)
         if data is None:
             continue
-        logits = predict(model, data, spec, desc=f'teacher logits {split}',
-                         outputs=lambda m, x: output_logits(m(x)), progress=progress)
+        if split == 'train' and train_feats is not None:
+            logits = head_logits(model, train_feats)
+        elif split == 'train':
+            aug = views_cfg or AugmentConfig(views=0)
+            logits = predict_rows(model, iterate_views(data, spec, batch, aug), progress,
+                                  'teacher logits train')
+        else:
+            logits = predict(model, data, spec, desc=f'teacher logits {split}',
+                             outputs=lambda m, x: output_logits(m(x)), progress=progress)
         np.save(out_dir / f'teacher_logits_{split}.npy', logits.astype(np.float32))
         metrics[f'{split}_fingerprint'] = data.fingerprint()
-        metrics[f'{split}_acc'] = accuracy(logits, data.labels)
-    log(f"teacher val acc {metrics['val_acc']:.4f} test acc {metrics.get('test_acc')}")
-    summary = {k: v for k, v in metrics.items() if k != 'history' and 'fingerprint' not in k}
+        step = views_cfg.views if split == 'train' and views_cfg else 1
+        metrics[f'{split}_acc'] = accuracy(logits[::step], data.labels)
+    metrics['train_views'] = _views_key(augment)
+    log(f"teacher ({metrics['train']}): val accuracy {100 * metrics['val_acc']:.2f}%"
+        + (f", test {100 * metrics['test_acc']:.2f}%" if 'test_acc' in metrics else ''))
+    summary = {k: v for k, v in metrics.items()
+               if k not in ('history', 'head_history', 'run_config', 'train_views')
+               and 'fingerprint' not in k}
     bundle = teacher_bundle(model, f'{name}-teacher', spec, splits.classes, summary,
                             {'tool': 'gfde-train', 'step': 'teacher', 'teacher': cfg.kind,
                              'data': splits.describe(), 'seed': seed})
-    if bundle is not None:
+    if bundle is not None and cfg.kind != 'bundle':
         save_bundle(bundle, out_dir / TEACHER_FILE)
         metrics['bundle'] = str(out_dir / TEACHER_FILE)
     write_json(out_dir / 'teacher_metrics.json', metrics)
     return metrics
+
+
+def _same_data(out_dir: Path, splits) -> bool:
+    """Tell whether the teacher in ``out_dir`` was trained on these exact splits."""
+    meta_path = out_dir / 'teacher_metrics.json'
+    if not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text())
+    return all(meta.get(f'{n}_fingerprint') == getattr(splits, n).fingerprint()
+               for n in ('train', 'val', 'test') if getattr(splits, n) is not None)
+
+
+def predict_rows(model, batches, progress=False, desc='logits') -> np.ndarray:
+    """Logits of ``model`` over ``batches`` (from iterate_views), stacked in row order."""
+    import torch
+    from tqdm import tqdm
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for inputs, _labels, _rows in tqdm(batches, desc=desc, disable=not progress,
+                                           dynamic_ncols=True, mininterval=2.0):
+            out.append(output_logits(model(torch.from_numpy(inputs))).float().numpy())
+    return np.concatenate(out)
