@@ -15,6 +15,7 @@ from gfde_perception.training.data import (
     load_bag_frames, load_fashion_mnist, load_image_folder, make_splits)
 from gfde_perception.training.exits import train_exits
 from gfde_perception.training.loop import seed_everything, write_json
+from gfde_perception.training.split import train_split
 from gfde_perception.training.student import train_student
 from gfde_perception.training.teacher import train_teacher
 import numpy as np
@@ -103,8 +104,6 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
         metrics['exits'] = train_exits(cfg, splits, out, progress=progress, log=log)
         metrics['bundle'] = str(cfg.bundle_path)
     if step == 'split':
-        from gfde_perception.training.split import train_split
-
         if restart:
             for path in out.glob('split-*.ckpt'):
                 _remove(out, path.name)
