@@ -31,6 +31,8 @@ setup(
             # ROS executables: `ros2 run gfde_perception <name>`.
             'classifier_node = gfde_perception.ros.node:main',
             'classifier_lifecycle_node = gfde_perception.ros.lifecycle_node:main',
+            'split_robot_node = gfde_perception.ros.split_robot_node:main',
+            'split_server_node = gfde_perception.ros.split_server_node:main',
             # Tools, all in gfde_perception/cli/.
             'gfde-model = gfde_perception.cli.model:main',
             'gfde-train = gfde_perception.cli.train:main',

@@ -317,20 +317,15 @@ def _compare(expected: dict, state_dict: Mapping) -> None:
         raise BundleMismatchError('weights do not fit the architecture: ' + '; '.join(problems))
 
 
-def load_bundle(path=None) -> Bundle:
+def read_bundle_file(path) -> tuple:
     """
-    Read and validate a bundle (default: :func:`default_bundle_path`).
+    Read a bundle container and verify its size, format version and checksum.
 
-    :raises BundleNotFoundError: no such file.
-    :raises BundleCorruptError: not a safetensors file, truncated, broken header, not a bundle.
-    :raises BundleVersionError: a format version this code cannot read.
-    :raises BundleChecksumError: content modified or damaged (checksum mismatch or absent).
-    :raises BundleManifestError: manifest missing, not JSON, or with bad/missing/inconsistent
-        fields.
-    :raises BundleMismatchError: weights missing, unexpected or of the wrong shape or dtype.
+    :return: ``(format version, manifest text, tensors, stored checksum)``.
+    :raises BundleError: the subclasses :func:`load_bundle` lists, except the manifest checks.
     """
     from safetensors import safe_open
-    path = Path(default_bundle_path() if path is None else path)
+    path = Path(path)
     if not path.is_file():
         raise BundleNotFoundError(f'no bundle at {path}' + (' (a directory)' if path.is_dir()
                                                             else ''))
@@ -368,7 +363,24 @@ def load_bundle(path=None) -> Bundle:
         raise BundleChecksumError(f'{path}: checksum mismatch (stored {stored[:12]}..., '
                                   f'content {actual[:12]}...): the file was modified or '
                                   f'damaged')
-    data = _parse_manifest(meta[KEY_MANIFEST])
+    return version_int, meta[KEY_MANIFEST], tensors, stored
+
+
+def load_bundle(path=None) -> Bundle:
+    """
+    Read and validate a bundle (default: :func:`default_bundle_path`).
+
+    :raises BundleNotFoundError: no such file.
+    :raises BundleCorruptError: not a safetensors file, truncated, broken header, not a bundle.
+    :raises BundleVersionError: a format version this code cannot read.
+    :raises BundleChecksumError: content modified or damaged (checksum mismatch or absent).
+    :raises BundleManifestError: manifest missing, not JSON, or with bad/missing/inconsistent
+        fields.
+    :raises BundleMismatchError: weights missing, unexpected or of the wrong shape or dtype.
+    """
+    path = Path(default_bundle_path() if path is None else path)
+    version_int, text, tensors, stored = read_bundle_file(path)
+    data = _parse_manifest(text)
     config, spec, labels, gate = _manifest_objects(data, version_int)
     _check_weights_against_config(config, tensors)
     try:

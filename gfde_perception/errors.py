@@ -112,6 +112,10 @@ class BagError(GfdeError, ValueError):
     """A rosbag cannot be read or lacks what was asked for (topic, labels, types)."""
 
 
+class FeatureError(GfdeError, ValueError):
+    """A split model's feature packet cannot be decoded (shape, quantisation, bytes, model)."""
+
+
 class TrainingInterrupted(GfdeError):
     """Training stopped on request (Ctrl-C); a checkpoint was saved and a re-run resumes."""
 

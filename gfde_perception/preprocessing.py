@@ -170,17 +170,15 @@ def _crop_to_aspect(image: np.ndarray, size: tuple) -> np.ndarray:
     return image[y0:y0 + new_h]
 
 
-def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) -> np.ndarray:
+def input_pixels(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """
-    Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
+    Return the model input's pixels before normalisation: cropped, resized, colour-converted.
 
-    :param image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1] (float
-        pixels outside [0, 1] or not finite are refused).
+    :param image: as for :func:`preprocess`.
     :param spec: the bundle's preprocessing.
-    :param out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
-    :return: the normalised (C, H, W) input.
-    :raises ImageError: wrong shape or type, empty or oversized image, float pixels that are
-        not finite or not in [0, 1].
+    :return: (H, W, C) array of ``spec.input_size`` and ``spec.channels``, in the input's dtype
+        (float16/float64 become float32). This is what a robot sends to offload the model input.
+    :raises ImageError: as for :func:`preprocess`.
     """
     image = _check_image(image)
     if spec.resize_mode == 'center_crop':
@@ -194,12 +192,25 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) 
     if spec.channel_order == 'gray':
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        image = image[:, :, None]  # (H, W, 1)
-    else:
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        if spec.channel_order == 'bgr':
-            image = image[:, :, ::-1]
+        return image[:, :, None]  # (H, W, 1)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return image[:, :, ::-1] if spec.channel_order == 'bgr' else image
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec, out: np.ndarray = None) -> np.ndarray:
+    """
+    Turn one image into a normalised model input of shape ``spec.input_shape`` (float32).
+
+    :param image: (H, W, 3) RGB or (H, W[, 1]) grey, uint8, uint16 or float in [0, 1] (float
+        pixels outside [0, 1] or not finite are refused).
+    :param spec: the bundle's preprocessing.
+    :param out: optional float32 array of ``spec.input_shape`` to write into (no allocation).
+    :return: the normalised (C, H, W) input.
+    :raises ImageError: wrong shape or type, empty or oversized image, float pixels that are
+        not finite or not in [0, 1].
+    """
+    image = input_pixels(image, spec)
     if out is None:
         out = np.empty(spec.input_shape, np.float32)
     elif out.shape != spec.input_shape or out.dtype != np.float32:

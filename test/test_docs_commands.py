@@ -16,6 +16,7 @@ from pathlib import Path
 import re
 
 from gfde_perception.ros import parameters as params
+from gfde_perception.ros.split_parameters import ROBOT_PARAMETERS, SERVER_PARAMETERS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
@@ -23,6 +24,8 @@ DOCS = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
 NODE_PARAMETERS = {
     'classifier_node': set(params.PARAMETER_NAMES),
     'classifier_lifecycle_node': set(params.PARAMETER_NAMES),
+    'split_robot_node': {p.name for p in ROBOT_PARAMETERS},
+    'split_server_node': {p.name for p in SERVER_PARAMETERS},
 }
 
 

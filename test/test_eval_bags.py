@@ -95,7 +95,7 @@ def _classification(types, stamp, class_id):
         num_exits=1, blocks_run=1, blocks_total=1, gate_metric='max_softmax',
         gate_confidence=np.zeros(0, np.float32), gate_threshold=np.zeros(0, np.float32),
         policy='final', speculative_segments=0, latency=latency, energy=energy, backend='',
-        exit_device='', model_id='', source_topic='', frame_seq=0)
+        exit_device='', model_id='', answered_by='', source_topic='', frame_seq=0)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

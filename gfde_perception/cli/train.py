@@ -8,6 +8,7 @@ Examples::
     gfde-train --config config/train_default.yaml              # teacher, student, exits
     gfde-train --config config/train_default.yaml --step student
     gfde-train --config my.yaml --set student.optim.epochs=2 --set data.max_train=500
+    gfde-train --config config/train_default.yaml --step split    # after 'all': split model
 
 Every step resumes from its checkpoint in ``output_dir``; a finished step is not re-run unless
 ``--restart`` is given. Metrics go to ``<output_dir>/metrics.json``; the bundle to ``bundle``.
@@ -21,7 +22,7 @@ from gfde_perception.training.config import TrainConfig
 from gfde_perception.training.pipeline import run
 import yaml
 
-STEPS = ('teacher', 'student', 'exits', 'all')
+STEPS = ('teacher', 'student', 'exits', 'all', 'split')
 
 
 def apply_overrides(data: dict, assignments) -> dict:

@@ -5,10 +5,13 @@ Message <-> array converters in cv_bridge's verb pairs, over :mod:`gfde_percepti
 
 The codec does the decoding from plain fields; this module only reads and writes message fields,
 so every decoding rule (encodings, padding, byte order, JPEG/PNG) lives in one ROS-free place.
+Also split-model feature packets <-> ``gfde_msgs/SplitFeatures``
+(:mod:`gfde_perception.feature_codec`).
 """
 
-from gfde_msgs.msg import Classification, ClassScore, Energy, StageLatency
+from gfde_msgs.msg import Classification, ClassScore, Energy, SplitFeatures, StageLatency
 from gfde_perception import image_codec
+from gfde_perception.feature_codec import FeaturePacket
 from gfde_perception.runtime.result import classification_fields
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
@@ -106,3 +109,27 @@ def result_to_msg(result, header=None, **fields) -> Classification:
     if header is not None:
         msg.header = header
     return msg
+
+
+def packet_to_featuresmsg(packet: FeaturePacket, header=None, frame_seq: int = 0,
+                          robot_ms: float = 0.0) -> SplitFeatures:
+    """Build ``gfde_msgs/SplitFeatures`` from a feature packet and the source image's header."""
+    msg = SplitFeatures()
+    if header is not None:
+        msg.header = header
+    msg.frame_seq = int(frame_seq)
+    msg.model_id = packet.model_id
+    msg.split = int(packet.split)
+    msg.channels, msg.height, msg.width = (int(v) for v in packet.shape)
+    msg.bits = int(packet.bits)
+    msg.scale = [float(v) for v in packet.scale]
+    msg.zero_point = list(packet.zero_point)
+    msg.data = packet.data
+    msg.robot_ms = float(robot_ms)
+    return msg
+
+
+def featuresmsg_to_packet(msg: SplitFeatures) -> FeaturePacket:
+    """Return the feature packet a ``gfde_msgs/SplitFeatures`` carries (validated)."""
+    return FeaturePacket(msg.model_id, msg.split, (msg.channels, msg.height, msg.width),
+                         msg.bits, tuple(msg.scale), tuple(msg.zero_point), bytes(msg.data))

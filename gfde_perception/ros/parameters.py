@@ -258,11 +258,12 @@ def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Tupl
     return merged, policy
 
 
-def declare_parameters(node) -> Dict[str, Any]:
+def declare_parameters(node, table=PARAMETERS) -> Dict[str, Any]:
     """
-    Declare every parameter of :data:`PARAMETERS` on ``node`` with its descriptor.
+    Declare every parameter of ``table`` (default :data:`PARAMETERS`) on ``node``.
 
     :param node: an rclpy Node or LifecycleNode.
+    :param table: the node's :class:`ParamSpec` entries.
     :return: parameter name -> value after overrides (launch, YAML, command line).
     :raises ConfigError: an override is out of range or of the wrong kind.
     """
@@ -270,7 +271,7 @@ def declare_parameters(node) -> Dict[str, Any]:
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     values = {}
-    for spec in PARAMETERS:
+    for spec in table:
         descriptor = ParameterDescriptor(description=spec.description,
                                          additional_constraints=spec.constraints,
                                          read_only=spec.read_only)

@@ -31,7 +31,7 @@ from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.energy import EnergyMeter
 from gfde_perception.runtime.heads import choose_head_runner
 from gfde_perception.runtime.policies import ExitPolicy, ThresholdPolicy
-from gfde_perception.runtime.result import ClassScore, EnergyReading, Result, StageTimings
+from gfde_perception.runtime.result import EnergyReading, Result, StageTimings, top_classes
 from gfde_perception.runtime.stage_profile import FrameRecord, RuntimeProfile
 import numpy as np
 import torch
@@ -217,9 +217,7 @@ class Classifier:
         t2 = time.perf_counter()
         energy = meter.end(mark) if mark is not None else self._unknown_energy
         timings = StageTimings((t1 - t0) * 1e3, seg_ms, head_ms, (t2 - t0) * 1e3)
-        order = np.argsort(-probs, kind='stable')[:self._top_k]
-        labels = self.labels
-        top = tuple(ClassScore(c, labels[c], float(probs[c])) for c in order.tolist())
+        top = top_classes(probs, self.labels, self._top_k)
         result = Result(
             class_id=top[0].class_id, label=top[0].label, score=top[0].score, top_k=top,
             exit_index=exit_k, num_exits=self.num_exits,

@@ -12,6 +12,8 @@ fields took about ten times longer to construct, on the per-frame path.
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 
 class ClassScore(NamedTuple):
     """One entry of a top-k list: class index, label and softmax probability."""
@@ -83,6 +85,9 @@ class Result(NamedTuple):
     :ivar exit_device: where exit heads and gates ran, e.g. 'cpu-worker'.
     :ivar model_id: bundle name and the first 12 hex digits of its checksum.
     :ivar energy: energy of this frame, or why it is unknown.
+    :ivar answered_by: for a split model, the side that produced the result: 'robot' (an
+        early exit on the robot), 'server' (the server's tail) or 'robot-fallback' (the robot's
+        best local result after the server missed its deadline); empty for an unsplit model.
 
     """
 
@@ -104,6 +109,7 @@ class Result(NamedTuple):
     exit_device: str
     model_id: str
     energy: EnergyReading = EnergyReading(False, math.nan, 'none', 'no energy meter attached')
+    answered_by: str = ''
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict (NaN joules become None)."""
@@ -114,6 +120,12 @@ class Result(NamedTuple):
         if math.isnan(data['energy']['joules']):
             data['energy']['joules'] = None
         return data
+
+
+def top_classes(probs: np.ndarray, labels: tuple, k: int) -> tuple:
+    """Return the ``k`` most probable classes of one (K,) probability vector, best first."""
+    order = np.argsort(-probs, kind='stable')[:k]
+    return tuple(ClassScore(c, labels[c], float(probs[c])) for c in order.tolist())
 
 
 def classification_fields(result: Result, top_k: int = None, decode_ms: float = 0.0,
@@ -158,6 +170,7 @@ def classification_fields(result: Result, top_k: int = None, decode_ms: float = 
         'energy': {'measured': bool(energy.measured), 'joules': float(energy.joules),
                    'source': str(energy.source), 'method': str(energy.method)},
         'backend': str(result.backend), 'exit_device': str(result.exit_device),
-        'model_id': str(result.model_id), 'source_topic': str(source_topic),
+        'model_id': str(result.model_id), 'answered_by': str(result.answered_by),
+        'source_topic': str(source_topic),
         'frame_seq': int(frame_seq),
     }

@@ -240,6 +240,8 @@ class TrainConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     exits: ExitConfig = field(default_factory=ExitConfig)
+    # The optional split step's section, validated by training.split.SplitStepConfig.
+    split: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
         _check(bool(self.name), 'name must not be empty')

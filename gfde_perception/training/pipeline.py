@@ -16,6 +16,7 @@ from gfde_perception.training.data import (
 from gfde_perception.training.exits import train_exits
 from gfde_perception.training.loop import seed_everything, write_json
 from gfde_perception.training.probe import resolve_augment
+from gfde_perception.training.split import train_split
 from gfde_perception.training.student import train_student
 from gfde_perception.training.teacher import train_teacher
 import numpy as np
@@ -106,6 +107,11 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
     if step in ('exits', 'all'):
         metrics['exits'] = train_exits(cfg, splits, out, progress=progress, log=log)
         metrics['bundle'] = str(cfg.bundle_path)
+    if step == 'split':
+        if restart:
+            for path in out.glob('split-*.ckpt'):
+                _remove(out, path.name)
+        metrics['split'] = train_split(cfg, splits, out, progress=progress, log=log)
     metrics.setdefault('wall_seconds', {})[step] = time.perf_counter() - started
     write_json(metrics_path, metrics)
     if step == 'all':
