@@ -26,12 +26,12 @@ import sys
 REPO = Path(__file__).resolve().parents[1]
 DATA = 'gfde_perception/data'
 DEFAULT_ROWS = (
-    ('teacher', f'{DATA}/teacher.gfde', 'default'),
-    ('cnn', f'{DATA}/baselines/cnn-28.gfde', 'default'),
-    ('mobilenetv2', f'{DATA}/baselines/mobilenetv2-28.gfde', 'default'),
-    ('no_distill', f'{DATA}/ablation-nodistill.gfde', 'default'),
+    ('teacher', f'{DATA}/teacher.gfde', 'calibrated'),
+    ('cnn', f'{DATA}/baselines/cnn-28.gfde', 'calibrated'),
+    ('mobilenetv2', f'{DATA}/baselines/mobilenetv2-28.gfde', 'calibrated'),
+    ('no_distill', f'{DATA}/ablation-nodistill.gfde', 'calibrated'),
     ('no_exits', f'{DATA}/default.gfde', 'final'),
-    ('gfde', f'{DATA}/default.gfde', 'default'),
+    ('gfde', f'{DATA}/default.gfde', 'calibrated'),
 )
 
 

@@ -27,6 +27,7 @@ from gfde_perception.evaluation.configurations import build_configuration, Confi
 from gfde_perception.evaluation.offline import host_info, run_offline
 from gfde_perception.evaluation.report import configuration_summary
 from gfde_perception.runtime import RuntimeConfig
+from gfde_perception.runtime.policies import DEFAULT_POLICY
 import numpy as np
 
 ROLES = ('teacher', 'cnn', 'mobilenetv2', 'no_exits', 'no_distill', 'gfde')
@@ -59,7 +60,7 @@ class Row:
 
     role: str
     path: str
-    policy: str = 'default'
+    policy: str = DEFAULT_POLICY
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -69,7 +70,7 @@ class Row:
         """Return the evaluation configuration of this row."""
         kind = 'teacher' if self.role == 'teacher' else 'bundle'
         return ConfigurationSpec(self.role, kind, self.path,
-                                 'default' if kind == 'teacher' else self.policy)
+                                 DEFAULT_POLICY if kind == 'teacher' else self.policy)
 
 
 def _summaries(run) -> dict:

@@ -16,11 +16,12 @@ final exit. ``pooled`` is the last hidden vector, so each head is one linear lay
   inputs.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Mapping
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.models.gfde import GFDEOutput
+from gfde_perception.models.layers import config_from_dict, config_to_dict
 import torch
 from torch import nn
 
@@ -63,29 +64,12 @@ class SingleExitConfig:
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict with the ``family`` the registry reads."""
-        return {'family': self.family, **{k: _lists(v) for k, v in asdict(self).items()}}
+        return {'family': self.family, **config_to_dict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping):
         """Build from :meth:`to_dict` output; unknown keys are a :class:`ConfigError`."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f'model config must be a mapping, got {type(data).__name__}')
-        data = {k: v for k, v in data.items() if k != 'family'}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f'unknown {cls.family} config keys: {sorted(unknown)}')
-        try:
-            return cls(**{k: _tuples(v) for k, v in data.items()})
-        except TypeError as exc:
-            raise ConfigError(f'bad {cls.family} config: {exc}') from None
-
-
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def _lists(value):
-    return [_lists(v) for v in value] if isinstance(value, tuple) else value
+        return config_from_dict(cls, data, cls.family)
 
 
 @dataclass(frozen=True)

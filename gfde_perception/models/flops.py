@@ -14,13 +14,13 @@ GFNet-C folded filter counts the taps its kernel really has.
 
 import math
 
-from gfde_perception.models.gfnet_c import FoldedFilter, GlobalFilter2d
+from gfde_perception.models.gfnet_c import FoldedFilter
 from gfde_perception.models.layers import CircularConvFilter, DFTMatmulFilter, GlobalFilter
 import torch
 from torch import nn
 
-_FILTER_FORMS = ((GlobalFilter, 'fft'), (GlobalFilter2d, 'fft'), (CircularConvFilter, 'conv'),
-                 (DFTMatmulFilter, 'dft'))
+# GlobalFilter2d (GFNet-C's training form) is a GlobalFilter: counted as one.
+_FILTER_FORMS = ((GlobalFilter, 'fft'), (CircularConvFilter, 'conv'), (DFTMatmulFilter, 'dft'))
 _COUNTED = (nn.Conv2d, nn.Linear, FoldedFilter) + tuple(cls for cls, _ in _FILTER_FORMS)
 
 

@@ -19,7 +19,7 @@ from typing import Mapping, Optional
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.models.layers import (
-    Block, DownLayer, FILTER_FORMS, LAYER_NORM_EPS, PatchEmbed)
+    Block, DownLayer, FILTER_FORMS, LAYER_NORM_EPS, PatchEmbed, StagedBackbone)
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -162,7 +162,7 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class GFNet(nn.Module):
+class GFNet(StagedBackbone):
     """Global Filter Network; ``forward(x (B, C, H, W)) -> logits (B, num_classes)``."""
 
     def __init__(self, config: GFNetConfig):
@@ -195,44 +195,15 @@ class GFNet(nn.Module):
         self.head = nn.Linear(c.num_features, c.num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(_init_weights)
-        # Flat block index at which each stage after the first starts (down-sampling first).
-        starts, acc = {}, 0
-        for s, n in enumerate(c.depths if c.hierarchical else (c.depth,)):
-            if s:
-                starts[acc] = s
-            acc += n
-        self._stage_starts = starts
+        self._index_stages(c.depths if c.hierarchical else (c.depth,))
 
-    @property
-    def num_blocks(self) -> int:
-        """Total number of blocks (flat index range)."""
-        return self.config.total_depth
-
-    def flat_blocks(self) -> list:
-        """Blocks in execution order, across stages."""
-        if self.config.hierarchical:
-            return [blk for stage in self.blocks for blk in stage]
-        return list(self.blocks)
-
-    def downsample_before(self, index: int) -> Optional[nn.Module]:
-        """Return the down-sampling layer that runs before flat block ``index``, if any."""
-        stage = self._stage_starts.get(index)
-        return None if stage is None else self.patch_embed[stage]
+    def _downsampler(self, stage: int) -> nn.Module:
+        return self.patch_embed[stage]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) -> tokens (B, N, C0) with position embedding."""
         first = self.patch_embed[0] if self.config.hierarchical else self.patch_embed
         return self.pos_drop(first(x) + self.pos_embed)
-
-    def run_blocks(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Run flat blocks ``start..end-1`` (with down-sampling where a stage begins)."""
-        blocks = self.flat_blocks()
-        for i in range(start, end):
-            down = self.downsample_before(i)
-            if down is not None:
-                x = down(x)
-            x = blocks[i](x)
-        return x
 
     @staticmethod
     def make_norm(dim: int) -> nn.Module:
@@ -259,25 +230,6 @@ class GFNet(nn.Module):
     def pool(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         """Tokens (B, N, C) -> normalised pooled feature (B, C)."""
         return norm(x).mean(1)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> pooled feature (B, num_features): final norm then mean over tokens."""
-        x = self.run_blocks(self.embed(x), 0, self.num_blocks)
-        return self.pool(x, self.norm)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled feature -> logits."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head for ``num_classes`` outputs (transfer learning); backbone kept."""
-        head = nn.Linear(self.config.num_features, num_classes).to(self.head.weight.device)
-        _init_weights(head)
-        self.head = head
-        self.config = _replace(self.config, num_classes=num_classes)
 
 
 def _replace(config, **changes):

@@ -23,12 +23,13 @@ The deployable form (``filter_form='conv'``) is built by
 rounding in eval mode.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 import math
 from typing import Mapping, Optional
 
 from gfde_perception.errors import ConfigError
-from gfde_perception.models.layers import _circular_pad, DropPath, filter_impulse_response
+from gfde_perception.models.layers import (
+    _circular_pad, config_from_dict, config_to_dict, DropPath, GlobalFilter, StagedBackbone)
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -166,22 +167,12 @@ class GFNetCConfig:
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict (with ``kind``, which :func:`backbone_config` reads)."""
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        return {'kind': self.kind, **data}
+        return {'kind': self.kind, **config_to_dict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> 'GFNetCConfig':
         """Build from :meth:`to_dict` output; unknown keys are a :class:`ConfigError`."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f'backbone config must be a mapping, got {type(data).__name__}')
-        data = {k: v for k, v in data.items() if k != 'kind'}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f'unknown GFNet-C config keys: {sorted(unknown)}')
-        try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-        except TypeError as exc:
-            raise ConfigError(f'bad GFNet-C config: {exc}') from None
+        return config_from_dict(cls, data, 'GFNet-C')
 
 
 def make_activation(name: str) -> nn.Module:
@@ -189,20 +180,14 @@ def make_activation(name: str) -> nn.Module:
     return nn.ReLU() if name == 'relu' else nn.GELU()
 
 
-class GlobalFilter2d(nn.Module):
+class GlobalFilter2d(GlobalFilter):
     """
     GFNet's global filter on (B, C, S, S) features (the training form).
 
-    ``y = irfft2(rfft2(x) * W)`` over the grid with orthonormal scaling; ``complex_weight`` has
-    the reference layout (S, S // 2 + 1, C, 2).
+    ``y = irfft2(rfft2(x) * W)`` over the grid with orthonormal scaling; the weight and its
+    impulse response are :class:`~gfde_perception.models.layers.GlobalFilter`'s, only the
+    layout of the features differs (channels first: no transpose around the filter).
     """
-
-    def __init__(self, dim: int, size: int):
-        super().__init__()
-        self.dim = dim
-        self.size = size
-        self.complex_weight = nn.Parameter(
-            torch.randn(size, size // 2 + 1, dim, 2, dtype=torch.float32) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, S, S) -> (B, C, S, S)
         s = self.size
@@ -210,11 +195,6 @@ class GlobalFilter2d(nn.Module):
         weight = torch.view_as_complex(self.complex_weight).permute(2, 0, 1)  # (C, S, M)
         y = torch.fft.irfft2(spec * weight, s=(s, s), dim=(2, 3), norm='ortho')
         return y.to(x.dtype)
-
-    @torch.no_grad()
-    def impulse_response(self) -> torch.Tensor:
-        """Return the spatial kernel k (C, S, S) with ``filter(x) = x (*) k`` (circular)."""
-        return filter_impulse_response(self.complex_weight, self.size)
 
 
 class FoldedFilter(nn.Module):
@@ -346,7 +326,7 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class GFNetC(nn.Module):
+class GFNetC(StagedBackbone):
     """
     GFNet-C backbone; ``forward(x (B, C, H, W)) -> logits (B, num_classes)``.
 
@@ -384,40 +364,14 @@ class GFNetC(nn.Module):
         self.head_drop = nn.Dropout(c.drop_rate)
         self.head = nn.Linear(c.num_features, c.num_classes)
         self.apply(_init_weights)
-        starts, acc = {}, 0
-        for s, depth in enumerate(c.depths):
-            if s:
-                starts[acc] = s
-            acc += depth
-        self._stage_starts = starts
+        self._index_stages(c.depths)
 
-    @property
-    def num_blocks(self) -> int:
-        """Total number of blocks (flat index range)."""
-        return self.config.total_depth
-
-    def flat_blocks(self) -> list:
-        """Blocks in execution order, across stages."""
-        return [blk for stage in self.blocks for blk in stage]
-
-    def downsample_before(self, index: int) -> Optional[nn.Module]:
-        """Return the down-sampling layer that runs before flat block ``index``, if any."""
-        stage = self._stage_starts.get(index)
-        return None if stage is None else self.downsamples[stage]
+    def _downsampler(self, stage: int) -> nn.Module:
+        return self.downsamples[stage]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) -> first-stage features (B, C0, S, S)."""
         return self.proj(self.stem(x))
-
-    def run_blocks(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Run flat blocks ``start..end-1`` (with down-sampling where a stage begins)."""
-        blocks = self.flat_blocks()
-        for i in range(start, end):
-            down = self.downsample_before(i)
-            if down is not None:
-                x = down(x)
-            x = blocks[i](x)
-        return x
 
     @staticmethod
     def make_norm(dim: int) -> nn.Module:
@@ -437,26 +391,6 @@ class GFNetC(nn.Module):
     def pool(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         """Features (B, C, H, W) -> normalised pooled feature (B, C)."""
         return self.head_drop(norm(x.mean((2, 3))))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> pooled feature (B, num_features)."""
-        return self.pool(self.run_blocks(self.embed(x), 0, self.num_blocks), self.norm)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled feature -> logits."""
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head for ``num_classes`` outputs (transfer learning); backbone kept."""
-        head = nn.Linear(self.config.num_features, num_classes).to(self.head.weight.device)
-        _init_weights(head)
-        self.head = head
-        data = self.config.to_dict()
-        data['num_classes'] = num_classes
-        self.config = GFNetCConfig.from_dict(data)
 
 
 @torch.no_grad()

@@ -7,8 +7,11 @@ Attribute names follow the reference implementation (``filter.complex_weight``, 
 ``norm1``, ``gamma``, ``proj``) so that official checkpoints load with strict key checking.
 """
 
+from dataclasses import asdict, fields
 import math
+from typing import Mapping
 
+from gfde_perception.errors import ConfigError
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -21,6 +24,38 @@ FILTER_FORMS = ('fft', 'conv', 'dft', 'deploy')
 # terms. Measured in tools/bench_model.py; see docs/MODEL.md.
 CONV_MAX_SIZE = 28
 LAYER_NORM_EPS = 1e-6
+
+
+def config_from_dict(cls, data: Mapping, what: str):
+    """
+    Build the frozen config dataclass ``cls`` from a JSON dict (lists become tuples).
+
+    The tag keys ``family`` and ``kind`` (written by ``to_dict`` for the registry) are dropped;
+    any other unknown key is a :class:`ConfigError` naming ``what``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f'{what} config must be a mapping, got {type(data).__name__}')
+    data = {k: v for k, v in data.items() if k not in ('family', 'kind')}
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f'unknown {what} config keys: {sorted(unknown)}')
+    try:
+        return cls(**{k: _tuples(v) for k, v in data.items()})
+    except TypeError as exc:
+        raise ConfigError(f'bad {what} config: {exc}') from None
+
+
+def config_to_dict(config) -> dict:
+    """Return a JSON-ready dict of a config dataclass (tuples become lists)."""
+    return {k: _lists(v) for k, v in asdict(config).items()}
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _lists(value):
+    return [_lists(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _circular_pad(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
@@ -304,3 +339,71 @@ class DownLayer(nn.Module):
         x = x.reshape(b, self.size, self.size, c).permute(0, 3, 1, 2)
         x = self.proj(x).permute(0, 2, 3, 1)
         return x.reshape(b, -1, self.dim_out)
+
+
+class StagedBackbone(nn.Module):
+    """
+    What the GFNet and GFNet-C backbones share: blocks in stages, addressed by a flat index.
+
+    A subclass sets ``config`` (with ``total_depth``, ``num_features`` and ``to_dict``/
+    ``from_dict``), ``blocks`` (one ``nn.Sequential`` per stage, or the blocks themselves when
+    there is one stage), ``head``, ``norm`` and :meth:`embed`, :meth:`pool` and
+    :meth:`_downsampler`, and calls :meth:`_index_stages` once its stages exist.
+    """
+
+    def _index_stages(self, depths) -> None:
+        """Record the flat block index at which each stage after the first starts."""
+        starts, acc = {}, 0
+        for stage, depth in enumerate(depths):
+            if stage:
+                starts[acc] = stage
+            acc += depth
+        self._stage_starts = starts
+
+    def _downsampler(self, stage: int) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def num_blocks(self) -> int:
+        """Total number of blocks (flat index range)."""
+        return self.config.total_depth
+
+    def flat_blocks(self) -> list:
+        """Blocks in execution order, across stages."""
+        return [blk for stage in self.blocks
+                for blk in (stage if isinstance(stage, nn.Sequential) else (stage,))]
+
+    def downsample_before(self, index: int):
+        """Return the down-sampling layer that runs before flat block ``index``, if any."""
+        stage = self._stage_starts.get(index)
+        return None if stage is None else self._downsampler(stage)
+
+    def run_blocks(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Run flat blocks ``start..end-1`` (with down-sampling where a stage begins)."""
+        blocks = self.flat_blocks()
+        for i in range(start, end):
+            down = self.downsample_before(i)
+            if down is not None:
+                x = down(x)
+            x = blocks[i](x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> pooled feature (B, num_features)."""
+        return self.pool(self.run_blocks(self.embed(x), 0, self.num_blocks), self.norm)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled feature -> logits."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head for ``num_classes`` outputs (transfer learning); backbone kept."""
+        head = nn.Linear(self.config.num_features, num_classes).to(self.head.weight.device)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        self.head = head
+        self.config = type(self.config).from_dict({**self.config.to_dict(),
+                                                   'num_classes': num_classes})

@@ -153,9 +153,11 @@ def make_plan(cfg: TrainConfig, splits, out_dir, log=print) -> Plan:
         estimates['teacher labels'] = label_all
         if mode in ('head', 'auto'):
             estimates['teacher features'] = label_all
-    # Exit step: features of every split through the student, then calibration (seconds).
-    estimates['exits'] = (n_train + n_eval) / scfg.optim.batch_size * (st['forward'] +
-                                                                       st['prep'])
+    # Exit step: features of the evaluation splits through the student (and of the training
+    # split when the heads are refined on them), then calibration (seconds).
+    refine = cfg.exits.refine_heads or cfg.exits.metric == 'learned'
+    estimates['exits'] = ((n_train if refine else 0) + n_eval) / scfg.optim.batch_size * (
+        st['forward'] + st['prep'])
     teacher_epochs = {'full': int(math.ceil(tcfg.optim.epochs)), 'auto': int(
         math.ceil(tcfg.optim.epochs))}.get(mode, 0)
     student_epochs = int(math.ceil(scfg.optim.epochs))

@@ -186,8 +186,12 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     model = build_student(cfg.student, len(splits.classes))
     load_student_checkpoint(model, out_dir / f'{student_tag}.ckpt')
     ckpt = out_dir / 'exits.ckpt'
-    train_f = exit_features(model, splits.train, spec, progress=progress,
-                            desc='exit features train')
+    refine = len(model.exits) > 0 and cfg.exits.refine_heads and not ckpt.is_file()
+    # Training-split features only where something trains on them (head refinement, the
+    # learned gate): a pass over the whole training set is minutes on a CPU.
+    train_f = (exit_features(model, splits.train, spec, progress=progress,
+                             desc='exit features train')
+               if refine or (len(model.exits) and cfg.exits.metric == 'learned') else None)
     val_f = exit_features(model, splits.val, spec, progress=progress, desc='exit features val')
     if not len(model.exits):
         history = []  # a model without early exits (a baseline): bundle it as it is

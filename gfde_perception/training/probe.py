@@ -36,7 +36,7 @@ def _sample(data, count: int, seed: int):
 
 def flip_trial(splits, spec, augment: AugmentConfig, seed: int = 0) -> dict:
     """
-    Validation accuracy of a small CNN trained with and without mirrors (same everything else).
+    Measure a small CNN trained with and without mirrors (same everything else).
 
     :return: ``{'with': acc, 'without': acc, 'train_images': n, 'val_images': m}``.
     """

@@ -167,8 +167,8 @@ def teacher_loss(label_smoothing: float):
     return loss_fn
 
 
-def pooled_features(model, batches, progress=False, desc='features') -> np.ndarray:
-    """Run the model's segments over ``batches`` and stack the final pooled features."""
+def _collect(model, batches, outputs, progress: bool, desc: str) -> np.ndarray:
+    """Run ``outputs(model, inputs)`` over ``batches`` in eval mode; stack it in row order."""
     import torch
     from tqdm import tqdm
 
@@ -177,11 +177,24 @@ def pooled_features(model, batches, progress=False, desc='features') -> np.ndarr
     with torch.inference_mode():
         for inputs, _labels, _rows in tqdm(batches, desc=desc, disable=not progress,
                                            dynamic_ncols=True, mininterval=2.0):
-            x = torch.from_numpy(inputs)
-            for segment in model.segments:
-                x, pooled = segment(x)
-            out.append(pooled.float().numpy())
+            out.append(outputs(model, torch.from_numpy(inputs)).float().numpy())
     return np.concatenate(out)
+
+
+def _final_pooled(model, x):
+    for segment in model.segments:
+        x, pooled = segment(x)
+    return pooled
+
+
+def pooled_features(model, batches, progress=False, desc='features') -> np.ndarray:
+    """Run the model's segments over ``batches`` and stack the final pooled features."""
+    return _collect(model, batches, _final_pooled, progress, desc)
+
+
+def predict_rows(model, batches, progress=False, desc='logits') -> np.ndarray:
+    """Logits of ``model`` over ``batches`` (from iterate_views), stacked in row order."""
+    return _collect(model, batches, lambda m, x: output_logits(m(x)), progress, desc)
 
 
 def fit_head(model, features: np.ndarray, labels: np.ndarray, seed: int,
@@ -327,17 +340,3 @@ def _same_data(out_dir: Path, splits) -> bool:
     meta = json.loads(meta_path.read_text())
     return all(meta.get(f'{n}_fingerprint') == getattr(splits, n).fingerprint()
                for n in ('train', 'val', 'test') if getattr(splits, n) is not None)
-
-
-def predict_rows(model, batches, progress=False, desc='logits') -> np.ndarray:
-    """Logits of ``model`` over ``batches`` (from iterate_views), stacked in row order."""
-    import torch
-    from tqdm import tqdm
-
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for inputs, _labels, _rows in tqdm(batches, desc=desc, disable=not progress,
-                                           dynamic_ncols=True, mininterval=2.0):
-            out.append(output_logits(model(torch.from_numpy(inputs))).float().numpy())
-    return np.concatenate(out)
