@@ -245,6 +245,24 @@ def test_auto_measures_once_and_caches_the_decision(bundle, tmp_path):
         assert clf.backend_reason.startswith('cached decision')
 
 
+def test_cached_onnx_segments_load_without_building_the_model(
+        bundle, images, tmp_path, monkeypatch):
+    # Start-up time: with every segment in the cache there is nothing to export, so the
+    # deployable model (built and converted only to be exported) must not be built at all.
+    from gfde_perception.runtime import backends
+    with Classifier(bundle, _config(tmp_path, backend='onnxruntime')) as clf:
+        expected = [r.class_id for r in _run(clf, images[:4])]
+
+    def refuse(_):
+        raise RuntimeError('the deployable model was built although every segment is cached')
+    monkeypatch.setattr(backends, '_deployable_model', refuse)
+    with Classifier(bundle, _config(tmp_path, backend='onnxruntime')) as clf:
+        assert clf.backend == 'onnxruntime-cpu', clf.backend_reason
+        assert [r.class_id for r in _run(clf, images[:4])] == expected
+        assert list(clf.load_seconds)[:3] == ['backend', 'exit heads', 'pool and energy counter']
+        assert all(s >= 0 for s in clf.load_seconds.values())
+
+
 @pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
 def test_steady_state_buffers_and_memory(bundle, images, tmp_path, backend):
     config = _config(tmp_path, backend=backend, schedule='speculative', profile_window=16)
@@ -345,6 +363,7 @@ def test_classifier_loads_a_bundle_path(bundle, tmp_path, images):
     with Classifier(str(path), _config(tmp_path, backend='torch', warmup=0)) as clf:
         assert clf.bundle.checksum == bundle.checksum
         assert clf.classify(images[0]).model_id.endswith(bundle.checksum[:12])
+        assert list(clf.load_seconds)[0] == 'bundle'  # reading the file is timed too
 
 
 class _FakeCounter(EnergySource):

@@ -231,23 +231,30 @@ class OnnxRuntimeBackend(Backend):
     def _load(self):
         import onnxruntime as ort  # noqa: PLC0415 - optional stack
         self.name = 'onnxruntime-cpu'
-        model = _deployable_model(self.bundle)
-        inputs = _segment_inputs(model, self.bundle.preprocessing.input_shape)
         folder = (self.config.cache_dir / 'onnx'
                   / f'{self.bundle.checksum[:16]}-torch{torch.__version__}-op{self.opset}')
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
+        exportable = []  # (segments, example inputs): built only if a segment must be exported
+
+        def export(k: int, path: Path):
+            if not exportable:
+                model = _deployable_model(self.bundle)
+                exportable.extend((list(model.segments),
+                                   _segment_inputs(model, self.bundle.preprocessing.input_shape)))
+            segments, inputs = exportable
+            t0 = time.perf_counter()
+            _atomic_write(path, functools.partial(_export_segment, segments[k], inputs[k],
+                                                  opset=self.opset))
+            LOG.info('exported segment %d to %s in %.2f s', k, path, time.perf_counter() - t0)
+
         self.sessions = []
-        for k, seg in enumerate(model.segments):
+        for k in range(self.num_exits):
             path = folder / f'segment{k}.onnx'
             if not path.is_file():
-                t0 = time.perf_counter()
-                _atomic_write(path, functools.partial(_export_segment, seg, inputs[k],
-                                                      opset=self.opset))
-                LOG.info('exported segment %d to %s in %.2f s', k, path,
-                         time.perf_counter() - t0)
+                export(k, path)
             try:
                 session = ort.InferenceSession(str(path), options,
                                                providers=['CPUExecutionProvider'])
@@ -256,8 +263,7 @@ class OnnxRuntimeBackend(Backend):
                 LOG.warning('cached ONNX segment %s is unreadable (%s); exporting again', path,
                             exc)
                 path.unlink(missing_ok=True)
-                _atomic_write(path, functools.partial(_export_segment, seg, inputs[k],
-                                                      opset=self.opset))
+                export(k, path)
                 session = ort.InferenceSession(str(path), options,
                                                providers=['CPUExecutionProvider'])
             self.sessions.append(session)

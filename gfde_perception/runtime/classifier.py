@@ -61,8 +61,14 @@ class Classifier:
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f'config must be a RuntimeConfig, got {type(config).__name__}')
         self.config = config
-        self.bundle = (bundle_or_path if isinstance(bundle_or_path, Bundle)
-                       else load_bundle(bundle_or_path))
+        # Where the load-time went, in seconds per part, in order (the node logs it).
+        self.load_seconds = {}
+        t0 = time.perf_counter()
+        if isinstance(bundle_or_path, Bundle):
+            self.bundle = bundle_or_path
+        else:
+            self.bundle = load_bundle(bundle_or_path)
+            self.load_seconds['bundle'] = time.perf_counter() - t0
         bundle = self.bundle
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -86,7 +92,9 @@ class Classifier:
 
     def _setup(self, policy, energy_meter):
         config, bundle = self.config, self.bundle
+        mark = time.perf_counter()
         self._backend, self.backend_reason = load_backend(bundle, config)
+        mark = self._took('backend', mark)
         LOG.info('%s: backend %s (%s)', self.model_id, self._backend.name, self.backend_reason)
         # Heads always run on the host in fp32, from the reference (FFT) model's heads.
         cpu_model = bundle.build_model(deployable=False).eval()
@@ -98,6 +106,7 @@ class Classifier:
             self.head_impls.append(impl)
             LOG.debug('exit head %d runs in %s (%s)', k, impl, why)
         self.head_impls = tuple(self.head_impls)
+        mark = self._took('exit heads', mark)
         if config.exit_workers:
             self._pool = ThreadPoolExecutor(max_workers=config.exit_workers,
                                             thread_name_prefix='gfde-exit')
@@ -118,6 +127,7 @@ class Classifier:
         self.speculative = config.schedule != 'sequential' and self._pool is not None
         self.schedule_reason = ('forced by configuration' if self._pool is not None else
                                 'sequential: exit heads run inline (exit_workers=0)')
+        mark = self._took('pool and energy counter', mark)
         self._warm_up()
 
     # -- public API -------------------------------------------------------------------------
@@ -291,14 +301,23 @@ class Classifier:
         rng = np.random.default_rng(0)
         return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(max(n, 1))]
 
+    def _took(self, part: str, since: float) -> float:
+        """Note in :attr:`load_seconds` that ``part`` took since ``since``; return now."""
+        now = time.perf_counter()
+        self.load_seconds[part] = now - since
+        return now
+
     def _warm_up(self):
         config = self.config
         images = self._synthetic_images(4)
         policy = self._policy
+        mark = time.perf_counter()
         for i in range(config.warmup):
             self._classify(images[i % len(images)], policy, self.speculative, self.pooled_heads)
+        mark = self._took('warm-up', mark)
         if config.schedule == 'auto' and self._pool is not None:
             self._choose_schedule(images, policy)
+            self._took('schedule', mark)
         self.profile.clear()
 
     def _choose_schedule(self, images: list, policy: ExitPolicy):
