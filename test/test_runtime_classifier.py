@@ -177,6 +177,13 @@ def test_auto_schedule_times_three_plans_and_keeps_predictions(bundle, images, t
     for a, b in zip(results, reference):
         assert (a.class_id, a.exit_index, a.gate_confidence) == \
             (b.class_id, b.exit_index, b.gate_confidence)
+    # Start-up time: the next load on this host reads the decision back instead of measuring.
+    with Classifier(bundle, _config(tmp_path, backend='torch', schedule='auto'),
+                    thresholds) as again:
+        assert again.schedule_reason.startswith('cached decision')
+        assert chosen in again.schedule_reason
+        assert (again.schedule, again.exit_device) == (clf.schedule, clf.exit_device)
+        assert 'schedule' in again.load_seconds
 
 
 def test_result_fields(bundle, images, tmp_path):

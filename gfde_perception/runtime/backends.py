@@ -52,6 +52,7 @@ CHAINS = {
 AUTO_CPU = ('torch', 'onnxruntime')
 AUTO_GPU = ('tensorrt', 'cuda')
 CHOICE_FILE = 'backend_choice.json'
+SCHEDULE_FILE = 'schedule_choice.json'
 
 
 class SegmentRun(NamedTuple):
@@ -419,11 +420,28 @@ def _read_choices(path: Path) -> dict:
         return {}
 
 
+def cached_decision(config: RuntimeConfig, file_name: str, key: str) -> Optional[dict]:
+    """Return the load-time decision cached under ``key`` in ``file_name`` (None if none)."""
+    value = _read_choices(config.cache_dir / file_name).get(key)
+    return value if isinstance(value, dict) else None
+
+
+def cache_decision(config: RuntimeConfig, file_name: str, key: str, value: dict):
+    """Cache a measured load-time decision; a cache that cannot be written only warns."""
+    path = config.cache_dir / file_name
+    try:
+        choices = _read_choices(path)
+        choices[key] = value
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(
+            json.dumps(choices, indent=1), encoding='utf-8'))
+    except OSError as exc:
+        LOG.warning('cannot cache the decision in %s: %s', path, exc)
+
+
 def _auto_cpu(bundle, config: RuntimeConfig, errors: list) -> tuple:
     """Measure the CPU candidates (or reuse the cached decision); return (backend, reason)."""
-    path = config.cache_dir / CHOICE_FILE
     key = f'{bundle.checksum}|{host_signature(config)}'
-    cached = _read_choices(path).get(key)
+    cached = cached_decision(config, CHOICE_FILE, key)
     if cached and cached.get('backend') in AUTO_CPU:
         order = [cached['backend']] + [c for c in AUTO_CPU if c != cached['backend']]
         for kind in order:
@@ -450,13 +468,7 @@ def _auto_cpu(bundle, config: RuntimeConfig, errors: list) -> tuple:
     if len(timings) == 1:
         why = f'only {best} loaded ({"; ".join(errors)})'
     else:
-        try:
-            choices = _read_choices(path)
-            choices[key] = {'backend': best, 'why': why, 'ms': timings}
-            _atomic_write(path, lambda tmp: Path(tmp).write_text(
-                json.dumps(choices, indent=1), encoding='utf-8'))
-        except OSError as exc:
-            LOG.warning('cannot cache the backend decision in %s: %s', path, exc)
+        cache_decision(config, CHOICE_FILE, key, {'backend': best, 'why': why, 'ms': timings})
     return loaded[best], why
 
 

@@ -26,7 +26,8 @@ from gfde_perception.bundle import Bundle, load_bundle
 from gfde_perception.errors import BackendError, ConfigError
 from gfde_perception.gating import exits_now
 from gfde_perception.preprocessing import preprocess
-from gfde_perception.runtime.backends import load_backend
+from gfde_perception.runtime.backends import (cache_decision, cached_decision, host_signature,
+                                              load_backend, SCHEDULE_FILE)
 from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.energy import EnergyMeter
 from gfde_perception.runtime.heads import choose_head_runner
@@ -326,10 +327,20 @@ class Classifier:
 
         Speculative and sequential both hand exit heads to the worker pool; 'inline' runs them
         on the backbone's thread. Where both sides share the CPU the hand-off can cost more
-        than any overlap gains, and only a measurement on this machine can tell.
+        than any overlap gains, and only a measurement on this machine can tell. The decision
+        is cached per bundle, backend, worker count and host, like the backend's, so that a
+        restart does not measure again.
         """
         plans = {'speculative': (True, True), 'sequential': (False, True),
                  'inline heads': (False, False)}
+        key = (f'{self.bundle.checksum}|{self._backend.name}|workers={self.config.exit_workers}'
+               f'|{host_signature(self.config)}')
+        cached = cached_decision(self.config, SCHEDULE_FILE, key)
+        if cached and cached.get('plan') in plans:
+            self.speculative, self.pooled_heads = plans[cached['plan']]
+            self.schedule_reason = ('cached decision for this bundle, backend and host: '
+                                    f'{cached.get("why", "")}')
+            return
         samples = {name: [] for name in plans}
         for i in range(self.config.measure_iters):
             for name, (speculative, pooled) in plans.items():
@@ -342,6 +353,8 @@ class Classifier:
         self.schedule_reason = (f'{best}: measured median {timings} over '
                                 f'{self.config.measure_iters} frames each on '
                                 f'{self._backend.name}')
+        cache_decision(self.config, SCHEDULE_FILE, key,
+                       {'plan': best, 'why': self.schedule_reason})
         LOG.info('%s: schedule %s, exit heads %s (%s)', self.model_id, self.schedule,
                  self.exit_device, self.schedule_reason)
 
