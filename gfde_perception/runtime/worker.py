@@ -157,6 +157,7 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._active = False
         self._active_since_ns = 0
+        self._idle = False  # True while the thread waits for a frame
         self._thread = None
         self._stop = threading.Event()
 
@@ -168,7 +169,7 @@ class InferenceWorker:
     # --- producer side (any thread) ---------------------------------------------------------
     def submit(self, payload, topic: str, decode: Callable[[Any], Any], stamp_ns: int = 0,
                publisher: Optional[Hashable] = None, publisher_seq: int = 0,
-               received_ns: int = 0):
+               received_ns: int = 0) -> bool:
         """
         Hand a frame to the worker (never blocks); count what it tells about other frames.
 
@@ -182,6 +183,9 @@ class InferenceWorker:
         :param received_ns: when the transport received it, in ns of ``time.time_ns()``'s
             clock; a frame received before the worker's last :meth:`start` is discarded as
             inactive even when it is handed over after it. 0 = unknown (judged on arrival).
+        :return: True when the worker was idle, waiting for this frame: a caller on an
+            interpreter with a GIL may yield it now (``time.sleep(0)``) so inference starts at
+            once; when the worker is busy the frame waits anyway and yielding only costs.
         """
         arrival = time.monotonic()
         with self._lock:
@@ -191,13 +195,14 @@ class InferenceWorker:
             self.stats.frame_received(numbered)
             if not self._active or 0 < received_ns < self._active_since_ns:
                 self.stats.frame_dropped(DROP_INACTIVE)
-                return
+                return False
             seq = self._seq.get(topic, 0)
             self._seq[topic] = seq + 1
             superseded = self.mailbox.put(
                 topic, Frame(payload, decode, topic, seq, int(stamp_ns), arrival))
         if superseded is not None:
             self.stats.frame_dropped(DROP_SUPERSEDED)
+        return self._idle
 
     # --- consumer side ----------------------------------------------------------------------
     def start(self):
@@ -229,7 +234,9 @@ class InferenceWorker:
 
     def _run(self):
         while not self._stop.is_set():
+            self._idle = True
             got = self.mailbox.get(timeout=0.2)
+            self._idle = False
             if got is None:
                 continue
             try:
