@@ -203,8 +203,12 @@ class PipelineStats:
             self._arrivals.add(t, 1.0)
 
     def frames_lost(self, count: int):
-        """Count ``count`` frames their publisher sent that never reached the pipeline."""
-        if count > 0:
+        """
+        Count ``count`` frames their publisher sent that never reached the pipeline.
+
+        A negative count takes back frames counted lost that reached it after all (late).
+        """
+        if count:
             with self._lock:
                 self.dropped[DROP_LOST] += int(count)
 

@@ -376,8 +376,13 @@ def test_a_burst_faster_than_inference_drops_frames_and_does_not_lag(
         processed = snap.processed - start.processed
         superseded = snap.dropped['superseded'] - start.dropped['superseded']
         lost = snap.dropped['lost_before_callback'] - start.dropped['lost_before_callback']
-        assert superseded > 0, 'a burst 10x faster than inference dropped nothing'
+        # Frames that came while the worker was busy were superseded in the mailbox, or left
+        # in the subscription's history and overwritten there (counted from the gaps).
+        assert superseded + lost > 0, 'a burst 10x faster than inference dropped nothing'
         assert processed + superseded == received
+        # While the worker is busy the camera is not read: frames it could not use were
+        # overwritten in the subscription's history, never taken nor deserialized.
+        assert received < count / 2 and lost > count / 2
         assert received + lost == count, 'frames of the burst are missing from the books'
         assert processed < count / 2
         seqs = [r.frame_seq for r in probe.results if r.header.frame_id.startswith('burst')]

@@ -233,15 +233,41 @@ def test_no_frame_from_before_the_start_is_ever_published(classifier):
 
 
 def test_gaps_in_publisher_sequence_numbers_are_counted_as_lost():
-    gaps = SequenceGaps(max_publishers=2)
+    gaps = SequenceGaps(max_publishers=2, window=4)
     assert gaps.observe('a', 5) == 0  # first frame seen: nothing before it is ours
     assert gaps.observe('a', 6) == 0
     assert gaps.observe('a', 9) == 2
     assert gaps.observe('a', 9) == 0 and gaps.observe('a', 3) == 0  # repeats count nothing
-    assert gaps.observe('a', 10) == 0
+    assert gaps.observe('a', 7) == -1  # counted missing, came late: taken back, once
+    assert gaps.observe('a', 7) == 0
+    assert gaps.observe('a', 20) == 10
+    assert gaps.observe('a', 12) == 0  # further back than the window: stays counted
+    assert gaps.observe('a', 17) == -1
     assert gaps.observe('b', 100) == 0 and gaps.observe('b', 102) == 1
     gaps.observe('c', 1)  # 'a' is the least recently heard: forgotten
-    assert gaps.observe('a', 20) == 0
+    assert gaps.observe('a', 30) == 0
+
+
+def test_a_frame_handed_over_late_neither_replaces_a_newer_one_nor_unbalances_the_books(
+        classifier):
+    # The executor and the worker may both take from a subscription: a frame can then be
+    # submitted after a newer one of the same publisher.
+    publish = Published()
+    gated = Gated(classifier)
+    worker, stats, _ = _worker(gated, publish)
+    images = random_images(2)
+    worker.start()
+    worker.submit(images[0], 'cam', np.asarray, publisher='p', publisher_seq=1)
+    assert gated.holding.wait(30.0)
+    worker.submit(images[1], 'cam', np.asarray, publisher='p', publisher_seq=4)
+    worker.submit(images[0], 'cam', np.asarray, publisher='p', publisher_seq=3)  # late
+    gated.release()
+    assert _wait(lambda: len(publish.calls) == 2)
+    worker.stop()
+    assert [frame.publisher_seq for frame, _, _ in publish.calls] == [1, 4]
+    snap = stats.snapshot()
+    assert snap.dropped[DROP_LOST] == 1 and snap.dropped[DROP_SUPERSEDED] == 1  # 2; 3 late
+    assert snap.published == 4 and _books_balance(snap)
 
 
 def test_every_frame_a_publisher_sent_is_processed_or_counted(classifier):

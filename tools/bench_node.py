@@ -281,7 +281,7 @@ class Bench:
         # The node as deployed: default parameters (diagnostics once a second).
         self.node = ClassifierNode(classifier, node_name='gfde_bench_classifier')
         self.probe = rclpy.create_node('gfde_bench_probe')
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified at each result
         self.results = {'node': [], 'bare': []}  # (receive ns, frame_id, stamp ns), drained
         self.diagnostics = None  # (monotonic receive time, {key: value})
         reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -330,6 +330,7 @@ class Bench:
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             with self.lock:
                 self.results[who].append((now, msg.header.frame_id, stamp))
+                self.lock.notify_all()
         return on_result
 
     def _on_diag(self, msg):
@@ -353,12 +354,19 @@ class Bench:
         """Send one frame and wait for its result; return the latency in ms (None if lost)."""
         sent = self.send(who, index, frame_id)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for received, got_id, _ in self.drain(who):
-                if got_id == frame_id:
-                    return (received - sent) / 1e6
-            time.sleep(0.0002)
-        return None
+
+        def arrived():
+            return next((r for r in self.results[who] if r[1] == frame_id), None)
+
+        # Waiting on the condition (no polling): the waiting thread takes no interpreter time
+        # from the contenders while their frame is in flight.
+        with self.lock:
+            got = None
+            while got is None and time.monotonic() < deadline:
+                self.lock.wait(max(0.0, deadline - time.monotonic()))
+                got = arrived()
+            self.results[who] = []
+        return None if got is None else (got[0] - sent) / 1e6
 
     def diagnostics_after(self, t0: float, timeout: float = 5.0) -> dict:
         """Return the node's first /diagnostics values received after monotonic time ``t0``."""

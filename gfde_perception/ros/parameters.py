@@ -87,7 +87,8 @@ PARAMETERS = (
               'Precision of GPU backends (CPU backends always run fp32).',
               reload=True, choices=PRECISIONS),
     ParamSpec('model.schedule', 'string', DEFAULT_SCHEDULE,
-              'Segment schedule: speculative overlaps segment k+1 with exit k; auto measures.',
+              'Segment schedule: speculative overlaps segment k+1 with exit k; auto measures '
+              '(once per bundle, backend and host: the decision is cached).',
               reload=True, choices=SCHEDULES),
     ParamSpec('model.exit_workers', 'int', EXIT_WORKERS.default,
               'CPU worker threads that run the exit heads and gates; 0 runs them inline.',
@@ -128,7 +129,8 @@ PARAMETERS = (
               reload=True, choices=RELIABILITIES),
     ParamSpec('qos.depth', 'int', 1,
               'History depth of the camera subscriptions (the node keeps only the newest '
-              'frame anyway).', reload=True, low=1, high=1000),
+              'frame anyway; frames overwritten here are counted as lost_before_callback).',
+              reload=True, low=1, high=1000),
     ParamSpec('output.reliability', 'string', 'reliable',
               'Reliability of the classification publisher.',
               reload=True, choices=RELIABILITIES),

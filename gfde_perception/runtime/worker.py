@@ -18,7 +18,7 @@ input and its kind, inference error, non-finite output, publish failed. Warnings
 once per ``warn_period_s`` per reason; the worker survives anything a frame does.
 """
 
-from collections import OrderedDict
+from collections import deque, OrderedDict
 from dataclasses import dataclass
 import logging
 import math
@@ -49,6 +49,8 @@ class Frame:
     :ivar seq: the worker's sequence number of the frame on its topic, from 0.
     :ivar stamp_ns: the frame's own time stamp in ns (0 = none: no frame age is computed).
     :ivar arrival: ``time.monotonic()`` when it was submitted.
+    :ivar publisher: who sent it (None = unknown).
+    :ivar publisher_seq: the publisher's number of the frame (0 = unknown).
     """
 
     payload: Any
@@ -57,6 +59,8 @@ class Frame:
     seq: int
     stamp_ns: int
     arrival: float
+    publisher: Optional[Hashable] = None
+    publisher_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,22 +105,46 @@ class SequenceGaps:
     A DDS writer numbers every sample it sends (1, 2, 3, ...); a subscriber that is handed 7
     after 4 missed 5 and 6: overwritten in its history before the callback ran, or lost in
     transport. Counting starts at the first frame seen from each publisher (what it sent before
-    is not this subscriber's), and a number at or below the last one seen counts nothing.
+    is not this subscriber's). A frame counted missing that turns up later (handed over out of
+    order) is taken back, within the last ``window`` numbers; a repeat counts nothing.
 
     :param max_publishers: publishers remembered; the least recently heard is forgotten.
+    :param window: how far back a late frame is still recognised as one counted missing.
     """
 
-    def __init__(self, max_publishers: int = MAX_PUBLISHERS):
+    def __init__(self, max_publishers: int = MAX_PUBLISHERS, window: int = 256):
         self.max_publishers = max_publishers
-        self._last = OrderedDict()  # publisher -> last sequence number seen
+        self.window = window
+        self._state = OrderedDict()  # publisher -> [last number, missing set, missing order]
 
     def observe(self, publisher: Hashable, seq: int) -> int:
-        """Note frame ``seq`` of ``publisher``; return how many frames before it were missed."""
-        last = self._last.pop(publisher, None)
-        self._last[publisher] = seq if last is None else max(seq, last)
-        if len(self._last) > self.max_publishers:
-            self._last.popitem(last=False)
-        return 0 if last is None or seq <= last else seq - last - 1
+        """
+        Note frame ``seq`` of ``publisher``.
+
+        :return: frames newly known to be missing before it, or -1 when it is itself a frame
+            counted missing before (it came late), or 0.
+        """
+        state = self._state.pop(publisher, None)
+        if state is None:
+            state, missed = [seq, set(), deque()], 0
+        elif seq > state[0]:
+            last, missing, order = state
+            missed = seq - last - 1
+            for number in range(max(last + 1, seq - self.window), seq):
+                missing.add(number)
+                order.append(number)
+            while order and order[0] < seq - self.window:
+                missing.discard(order.popleft())
+            state[0] = seq
+        elif seq in state[1]:
+            state[1].discard(seq)
+            missed = -1
+        else:
+            missed = 0
+        self._state[publisher] = state
+        if len(self._state) > self.max_publishers:
+            self._state.popitem(last=False)
+        return missed
 
 
 class InferenceWorker:
@@ -136,17 +164,23 @@ class InferenceWorker:
     :param logger: anything with ``warning(text)`` (a ``logging`` or an rclpy logger).
     :param warn_period_s: at most one warning per reason per this many seconds; the warnings
         left out are counted and reported with the next one.
+    :param on_idle: called on the worker thread each time it is about to wait for a frame
+        with none waiting (after a result, when it starts, and every 0.2 s while idle): a
+        producer that leaves frames where they are while the worker is busy can submit the
+        newest one from here, or resume reading.
     """
 
     def __init__(self, classifier, publish: Callable, now_ns: Callable[[], int],
                  stats: PipelineStats, logger=LOG,
-                 warn_period_s: float = DEFAULT_WARN_PERIOD_S):
+                 warn_period_s: float = DEFAULT_WARN_PERIOD_S,
+                 on_idle: Optional[Callable[[], None]] = None):
         self.classifier = classifier
         self.publish = publish
         self.now_ns = now_ns
         self.stats = stats
         self.logger = logger
         self.warn_period_s = warn_period_s
+        self.on_idle = on_idle
         self.mailbox = LatestFrameMailbox()
         self.last_result = None
         self._warned = {}  # reason -> (last warning time, suppressed count)
@@ -165,6 +199,11 @@ class InferenceWorker:
     def active(self) -> bool:
         """Return True while the worker accepts frames (between start and stop)."""
         return self._active
+
+    @property
+    def idle(self) -> bool:
+        """Return True while the thread waits for a frame (False while one is in inference)."""
+        return self._idle
 
     # --- producer side (any thread) ---------------------------------------------------------
     def submit(self, payload, topic: str, decode: Callable[[Any], Any], stamp_ns: int = 0,
@@ -196,10 +235,17 @@ class InferenceWorker:
             if not self._active or 0 < received_ns < self._active_since_ns:
                 self.stats.frame_dropped(DROP_INACTIVE)
                 return False
+            waiting = self.mailbox.peek(topic)
+            if (numbered and waiting is not None and waiting.publisher == publisher
+                    and waiting.publisher_seq > publisher_seq):
+                # Handed over after a newer frame of its publisher: the newer one stays.
+                self.stats.frame_dropped(DROP_SUPERSEDED)
+                return False
             seq = self._seq.get(topic, 0)
             self._seq[topic] = seq + 1
             superseded = self.mailbox.put(
-                topic, Frame(payload, decode, topic, seq, int(stamp_ns), arrival))
+                topic, Frame(payload, decode, topic, seq, int(stamp_ns), arrival,
+                             publisher, publisher_seq))
         if superseded is not None:
             self.stats.frame_dropped(DROP_SUPERSEDED)
         return self._idle
@@ -235,6 +281,8 @@ class InferenceWorker:
     def _run(self):
         while not self._stop.is_set():
             self._idle = True
+            if self.on_idle is not None and not len(self.mailbox):
+                self.on_idle()
             got = self.mailbox.get(timeout=0.2)
             self._idle = False
             if got is None:
