@@ -76,7 +76,7 @@ def test_a_serialized_compressed_image_decodes_as_the_deserialized_message(fmt):
 
 
 def _big_endian_image(array: np.ndarray, frame_id: str) -> bytes:
-    """A mono8 Image in big-endian plain CDR, written from the CDR rules."""
+    """Return a mono8 Image in big-endian plain CDR, written from the CDR rules."""
     body = bytearray()
 
     def align(n):
