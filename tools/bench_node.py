@@ -654,7 +654,7 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=0)
     parser.add_argument('--frames', type=int, default=200, help='frames per series and repeat')
     parser.add_argument('--repeats', type=int, default=3, help='repeats of the latency series')
-    parser.add_argument('--rates', default='20,40,60,80,120,160,200',
+    parser.add_argument('--rates', default='20,60,120,200,400',
                         help='camera rates (Hz) of the floods, comma-separated')
     parser.add_argument('--seconds', type=float, default=5.0, help='duration of each flood')
     parser.add_argument('--soak', type=float, default=0.0, metavar='MINUTES',
