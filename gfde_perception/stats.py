@@ -10,7 +10,7 @@ a sliding time window, so a stall shows up within one window instead of being av
 """
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 import threading
 import time
@@ -25,14 +25,20 @@ MAX_SAMPLES = 4096
 OK, WARN, ERROR = 0, 1, 2
 LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
-# Why a frame produced no result. 'superseded' is the real-time policy, not a fault.
+# Why a frame produced no result. 'superseded' is the real-time policy, not a fault;
+# 'inactive' frames arrived while the pipeline was not running (before the first activation, or
+# between deactivate and activate); 'lost_before_callback' frames were numbered by their
+# publisher but never reached the pipeline (overwritten in the subscription's history or lost in
+# transport), counted from gaps in the publisher's sequence numbers.
 DROP_SUPERSEDED = 'superseded'
 DROP_BAD_INPUT = 'bad_input'
 DROP_INFERENCE_ERROR = 'inference_error'
 DROP_NON_FINITE = 'non_finite_output'
 DROP_PUBLISH_FAILED = 'publish_failed'
+DROP_INACTIVE = 'inactive'
+DROP_LOST = 'lost_before_callback'
 DROP_REASONS = (DROP_SUPERSEDED, DROP_BAD_INPUT, DROP_INFERENCE_ERROR, DROP_NON_FINITE,
-                DROP_PUBLISH_FAILED)
+                DROP_PUBLISH_FAILED, DROP_INACTIVE, DROP_LOST)
 
 
 def bad_input_kind(error: ImageError) -> str:
@@ -67,8 +73,9 @@ class HealthBounds:
     """
     When the node's diagnostic status leaves OK.
 
-    :ivar min_output_rate_hz: WARN when results come out slower than this (0 disables); ERROR
-        when frames arrive but no result has come out in the whole window.
+    :ivar min_output_rate_hz: WARN when results come out slower than this (0 disables). (ERROR,
+        whatever the bounds, when a frame has been in the pipeline for a whole window without
+        a result coming out: a stall, never the start-up.)
     :ivar max_latency_ms: WARN when the p90 end-to-end latency exceeds it, ERROR above twice it
         (0 disables).
     :ivar max_bad_input_ratio: WARN when more than this share of received frames was bad input.
@@ -101,9 +108,10 @@ class StatsSnapshot:
     :ivar window_s: length of the window the rates and percentiles cover.
     :ivar input_rate_hz: frames received per second (all topics).
     :ivar output_rate_hz: results published per second.
-    :ivar received: frames received since start.
+    :ivar received: frames that reached the pipeline since start.
     :ivar processed: results published since start.
-    :ivar dropped: drops since start, by reason (see ``DROP_REASONS``).
+    :ivar dropped: frames without a result since start, by reason (see ``DROP_REASONS``);
+        ``lost_before_callback`` counts frames that never reached the pipeline.
     :ivar bad_input: bad-input drops since start, by kind.
     :ivar latency_ms: stage name -> (p50, p90, p99) over the window, NaN when no sample.
     :ivar exit_counts: exit index -> results since start that left there.
@@ -114,6 +122,12 @@ class StatsSnapshot:
     :ivar window_received: frames received within the window.
     :ivar window_processed: results within the window.
     :ivar window_bad_input: bad-input drops within the window.
+    :ivar in_flight: frames received and not yet processed or dropped (waiting or in inference).
+    :ivar unnumbered: frames received without their publisher's sequence number (the frames
+        lost before those cannot be counted).
+    :ivar waiting_s: how long frames have been in the pipeline without a result coming out:
+        since the first frame received after the last result (or after the pipeline was last
+        empty); 0 when nothing is in flight.
     """
 
     window_s: float
@@ -132,7 +146,14 @@ class StatsSnapshot:
     window_received: int = 0
     window_processed: int = 0
     window_bad_input: int = 0
-    extra: dict = field(default_factory=dict)
+    in_flight: int = 0
+    waiting_s: float = 0.0
+    unnumbered: int = 0
+
+    @property
+    def published(self) -> int:
+        """Return the frames the publishers sent: received plus those lost before the callback."""
+        return self.received + self.dropped.get(DROP_LOST, 0)
 
 
 class PipelineStats:
@@ -160,17 +181,47 @@ class PipelineStats:
         self.dropped = Counter(dict.fromkeys(DROP_REASONS, 0))
         self.bad_input = Counter()
         self.exit_counts = Counter()
+        self.unnumbered = 0
+        self._in_flight = 0
+        self._waiting_since = None  # clock time of the oldest frame without a result since
 
-    def frame_received(self):
-        """Count one frame arriving in the node."""
+    def frame_received(self, numbered: bool = True):
+        """
+        Count one frame arriving in the pipeline.
+
+        :param numbered: False when it came without its publisher's sequence number, so frames
+            lost before it cannot be counted (``unnumbered`` says how many such frames came).
+        """
         with self._lock:
+            t = self._clock()
             self.received += 1
-            self._arrivals.add(self._clock(), 1.0)
+            if not numbered:
+                self.unnumbered += 1
+            self._in_flight += 1
+            if self._waiting_since is None:
+                self._waiting_since = t
+            self._arrivals.add(t, 1.0)
+
+    def frames_lost(self, count: int):
+        """
+        Count ``count`` frames their publisher sent that never reached the pipeline.
+
+        A negative count takes back frames counted lost that reached it after all (late).
+        """
+        if count:
+            with self._lock:
+                self.dropped[DROP_LOST] += int(count)
 
     def frame_dropped(self, reason: str, kind: Optional[str] = None):
-        """Count one frame that gave no result, with its reason (and bad-input kind)."""
+        """Count one received frame that gave no result, with its reason (and bad-input kind)."""
+        if reason == DROP_LOST:
+            raise ValueError('frames lost before the pipeline are counted by frames_lost()')
         with self._lock:
             self.dropped[reason] += 1
+            self._in_flight -= 1
+            if not self._in_flight:
+                # Nothing left waiting: a bad or inactive frame is an answer, not a stall.
+                self._waiting_since = None
             if reason == DROP_BAD_INPUT:
                 self.bad_input[kind or 'other'] += 1
                 self._bad.add(self._clock(), 1.0)
@@ -182,6 +233,8 @@ class PipelineStats:
         with self._lock:
             t = self._clock()
             self.processed += 1
+            self._in_flight -= 1
+            self._waiting_since = None
             self._outputs.add(t, 1.0)
             self.exit_counts[int(exit_index)] += 1
             for stage, ms in latency_ms.items():
@@ -224,6 +277,9 @@ class PipelineStats:
                 window_received=arrivals,
                 window_processed=outputs,
                 window_bad_input=bad,
+                in_flight=self._in_flight,
+                unnumbered=self.unnumbered,
+                waiting_s=0.0 if self._waiting_since is None else now - self._waiting_since,
             )
 
 
@@ -244,8 +300,12 @@ def evaluate_health(snapshot: StatsSnapshot, bounds: HealthBounds) -> Tuple[int,
 
     if snapshot.window_received == 0:
         raise_to(WARN, f'no input in the last {snapshot.window_s:g} s')
-    elif snapshot.window_processed == 0:
+    elif snapshot.window_processed == 0 and snapshot.waiting_s >= snapshot.window_s:
+        # Only a frame that has waited a whole window is a stall: right after the first frame
+        # (model warm, first inference running) the window simply has no result yet.
         raise_to(ERROR, f'frames arrive but no result in {snapshot.window_s:g} s')
+    elif snapshot.processed == 0:
+        pass  # starting: the first result is on its way, no rate to judge yet
     elif bounds.min_output_rate_hz > 0 and snapshot.output_rate_hz < bounds.min_output_rate_hz:
         raise_to(WARN, f'output rate {snapshot.output_rate_hz:.1f} Hz is below '
                        f'{bounds.min_output_rate_hz:g} Hz')

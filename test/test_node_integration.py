@@ -20,11 +20,13 @@ from gfde_perception.image_codec import array_to_compressed
 from gfde_perception.ros.conversions import array_to_compressed_imgmsg, array_to_imgmsg
 from gfde_perception.ros.lifecycle_node import ClassifierLifecycleNode
 from gfde_perception.ros.node import ClassifierNode
+from gfde_perception.ros.parameters import PARAMETER_NAMES
 from gfde_perception.runtime import Classifier, RuntimeConfig
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
 import pytest
+from rcl_interfaces.msg import ParameterType
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -76,12 +78,27 @@ class Probe:
         self.executor.add_node(node)
         self.executor.add_node(self.probe)
         self._stop = threading.Event()
+        self._pause = threading.Event()
+        self._paused = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self):
         while not self._stop.is_set() and self.context.ok():
+            if self._pause.is_set():
+                self._paused.set()
+                time.sleep(0.01)
+                continue
+            self._paused.clear()
             self.executor.spin_once(timeout_sec=0.05)
+
+    def pause(self):
+        """Stop running callbacks (node and probe) until :meth:`resume`; bounded wait."""
+        self._pause.set()
+        assert self._paused.wait(10.0), 'the executor did not pause'
+
+    def resume(self):
+        self._pause.clear()
 
     def _on_result(self, msg):
         with self.lock:
@@ -310,6 +327,18 @@ def test_diagnostics_level_turns_error_when_latency_leaves_its_bound(probe):
     assert 'latency' in got[0].message
 
 
+def _assert_consistent_timing(result):
+    # float32 fields: allow their rounding (a relative 1e-6) when stages are added up.
+    latency = result.latency
+    slack = 1e-5 * latency.total_ms
+    assert latency.frame_age_ms >= latency.total_ms, 'frame older than its own total'
+    for name in ('decode_ms', 'queue_ms', 'preprocess_ms', 'inference_ms'):
+        assert 0 <= getattr(latency, name) <= latency.total_ms + slack, name
+    assert all(ms <= latency.total_ms + slack for ms in latency.segment_ms)
+    assert (latency.queue_ms + latency.decode_ms + latency.inference_ms
+            <= latency.total_ms + slack)
+
+
 class SlowClassifier:
     """The real classifier made slower than the camera, so that frames must be dropped."""
 
@@ -346,12 +375,115 @@ def test_a_burst_faster_than_inference_drops_frames_and_does_not_lag(
         received = snap.received - start.received
         processed = snap.processed - start.processed
         superseded = snap.dropped['superseded'] - start.dropped['superseded']
-        assert superseded > 0, 'a burst 10x faster than inference dropped nothing'
+        lost = snap.dropped['lost_before_callback'] - start.dropped['lost_before_callback']
+        # Frames that came while the worker was busy were superseded in the mailbox, or left
+        # in the subscription's history and overwritten there (counted from the gaps).
+        assert superseded + lost > 0, 'a burst 10x faster than inference dropped nothing'
         assert processed + superseded == received
+        # While the worker is busy the camera is not read: frames it could not use were
+        # overwritten in the subscription's history, never taken nor deserialized.
+        assert received < count / 2 and lost > count / 2
+        assert received + lost == count, 'frames of the burst are missing from the books'
         assert processed < count / 2
         seqs = [r.frame_seq for r in probe.results if r.header.frame_id.startswith('burst')]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), 'results out of order'
-        assert all(r.latency.queue_ms < r.latency.total_ms for r in probe.results)
+        for r in probe.results:
+            _assert_consistent_timing(r)
+    finally:
+        probe.close()
+        node.destroy_node()
+        classifier.close()
+
+
+def test_frames_lost_before_the_callback_are_counted_from_publisher_sequence_numbers(probe):
+    # Issue 11, item 1: frames overwritten in the subscription's depth-1 history before the
+    # callback ran appeared in no counter. Hold the executor while the camera sends, so that
+    # all but the newest frame are overwritten, then let it run: every frame must be in the
+    # books (processed, superseded or lost before the callback), none unaccounted.
+    node = probe.node
+
+    def settled():
+        snap = node.stats.snapshot()
+        answered = snap.processed + sum(v for k, v in snap.dropped.items()
+                                        if k != 'lost_before_callback')
+        return snap if answered == snap.received else None
+
+    assert probe.classify('image', image_msg(colour(), 'rgb8', 'seen-first')) is not None
+    before = probe.wait_for(settled, 5.0)
+    count = 30
+    probe.pause()
+    try:
+        for i in range(count):
+            probe.pubs['image'].publish(image_msg(colour(), 'rgb8', f'held-{i}'))
+        time.sleep(0.3)  # let DDS deliver (and overwrite) them
+    finally:
+        probe.resume()
+    assert probe.wait_for(lambda: probe.result_for(f'held-{count - 1}'), 10.0)
+    after = probe.wait_for(settled, 5.0)
+    assert before and after, 'frames stayed in flight'
+
+    def delta(reason):
+        return after.dropped.get(reason, 0) - before.dropped.get(reason, 0)
+
+    processed = after.processed - before.processed
+    assert delta('lost_before_callback') > 0, 'nothing was lost with the executor held'
+    assert processed + sum(delta(r) for r in after.dropped) == count
+    assert after.published - before.published == count and after.in_flight == 0
+    status = probe.wait_for(lambda: _diag_values(probe), 5.0)
+    assert status and 'published =' in status[1]['accounting']
+
+
+def test_every_parameter_has_a_value_the_parameter_services_return(probe):
+    # Issue 11, item 7: GetParameters on the unset exit.thresholds returned an empty value
+    # (`ros2 param get` and `dump` failed on it).
+    client = AsyncParameterClient(probe.probe, NODE)
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.get_parameters(list(PARAMETER_NAMES))
+    assert probe.wait_for(future.done, 10.0)
+    values = future.result().values
+    assert len(values) == len(PARAMETER_NAMES)
+    unset = [name for name, value in zip(PARAMETER_NAMES, values)
+             if value.type == ParameterType.PARAMETER_NOT_SET]
+    assert not unset, f'parameters without a value: {unset}'
+
+
+def test_budget_bounds_that_can_never_apply_are_refused_while_another_policy_is_in_force(
+        probe):
+    # Issue 11, item 7: budget_low > budget_high was accepted while another policy was in
+    # force; switching to 'budget' later failed on the stale value.
+    client = AsyncParameterClient(probe.probe, NODE)
+    assert client.wait_for_services(timeout_sec=10.0)
+
+    def set_one(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        assert probe.wait_for(future.done, 10.0)
+        return future.result().results[0]
+
+    assert set_one('exit.policy', 'final').successful
+    assert set_one('exit.budget_high', 0.2).successful
+    refused = set_one('exit.budget_low', 0.9)
+    assert not refused.successful and 'budget_low' in refused.reason
+    assert set_one('exit.policy', 'budget=5ms').successful  # nothing stale in the way
+
+
+def test_no_error_status_while_the_first_result_is_on_its_way(rclpy_context, tiny_bundle):
+    # Issue 11, item 9: ERROR "frames arrive but no result in 5 s" on the first diagnostics
+    # tick after the first frame. A first inference slower than several ticks must not do it.
+    classifier = make_classifier(tiny_bundle)
+    node = ClassifierNode(SlowClassifier(classifier, 1.0), node_name=NODE,
+                          context=rclpy_context,
+                          parameter_overrides=[Parameter('diagnostics.period_s', value=0.1)])
+    probe = Probe(rclpy_context, node)
+    try:
+        assert probe.wait_for(lambda: probe.pubs['image'].get_subscription_count() > 0)
+        msg = image_msg(colour(), 'rgb8', 'first')
+        probe.pubs['image'].publish(msg)
+        assert probe.wait_for(lambda: probe.result_for('first'), 15.0)
+        with probe.lock:
+            levels = [(status.level, status.message) for array in probe.diagnostics
+                      for status in array.status if NODE in status.name]
+        assert len(levels) >= 3, 'too few diagnostics to judge'
+        assert all(level != b'\x02' for level, _ in levels), levels
     finally:
         probe.close()
         node.destroy_node()
@@ -453,6 +585,77 @@ def test_lifecycle_transitions_load_serve_and_free_the_model(rclpy_context, tiny
         assert len(made) == 2
         assert _change_state(probe, change, Transition.TRANSITION_ACTIVE_SHUTDOWN)
         assert _state(probe, get) == 'finalized' and closed == made
+    finally:
+        probe.close()
+        node.destroy_node()
+
+
+def test_a_frame_received_before_activate_is_never_published(rclpy_context, tiny_bundle):
+    # Issue 11, item 2: a frame received after configure and before the first activate was
+    # published on activate, seconds old. It must be counted as inactive and discarded.
+    node = ClassifierLifecycleNode(lambda values: make_classifier(tiny_bundle), node_name=NODE,
+                                   context=rclpy_context)
+    probe = Probe(rclpy_context, node)
+    change = probe.probe.create_client(ChangeState, f'/{NODE}/change_state')
+    try:
+        assert change.wait_for_service(timeout_sec=10.0)
+        assert _change_state(probe, change, Transition.TRANSITION_CONFIGURE)
+        assert probe.wait_for(lambda: probe.pubs['image'].get_subscription_count() > 0)
+        probe.pubs['image'].publish(image_msg(colour(), 'rgb8', 'stale'))
+        assert probe.wait_for(lambda: node.stats.snapshot().received >= 1, 10.0), \
+            'the frame sent while inactive never reached the node'
+        assert _change_state(probe, change, Transition.TRANSITION_ACTIVATE)
+        assert probe.classify('image', image_msg(colour(), 'rgb8', 'fresh')) is not None
+        # Results of a topic come out in order: a stale result would have come first.
+        assert probe.result_for('stale') is None, 'a frame from before activate was published'
+        assert node.stats.snapshot().dropped['inactive'] >= 1
+    finally:
+        probe.close()
+        node.destroy_node()
+
+
+def test_cleanup_configure_switches_the_bundle_and_the_topics(rclpy_context, tmp_path):
+    # Issue 11, item 8: model.bundle was refused as read-only after cleanup, so a lifecycle
+    # node could not switch models. Parameters a reload needs change while unconfigured and
+    # apply at configure; while configured they are refused with the reason.
+    first = make_tiny_bundle(tmp_path, name='first')
+    second = make_tiny_bundle(tmp_path, name='second', seed=1, exit_blocks=(2,))
+    fast = [Parameter('model.backend', value='torch'), Parameter('model.threads', value=1),
+            Parameter('model.warmup', value=1), Parameter('model.energy', value='none'),
+            Parameter('model.schedule', value='sequential')]
+    node = ClassifierLifecycleNode(node_name=NODE, context=rclpy_context, parameter_overrides=[
+        Parameter('model.bundle', value=str(tmp_path / 'first.gfde'))] + fast)
+    probe = Probe(rclpy_context, node)
+    change = probe.probe.create_client(ChangeState, f'/{NODE}/change_state')
+    client = AsyncParameterClient(probe.probe, NODE)
+
+    def set_params(*parameters):
+        future = client.set_parameters_atomically(list(parameters))
+        assert probe.wait_for(future.done, 10.0), 'parameter service did not answer'
+        return future.result().result
+
+    try:
+        assert change.wait_for_service(timeout_sec=10.0)
+        assert client.wait_for_services(timeout_sec=10.0)
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert _change_state(probe, change, transition)
+        result = probe.classify('image', image_msg(colour(), 'rgb8', 'from-first'))
+        assert result is not None and result.model_id.startswith(first.name)
+        assert result.num_exits == 4
+        refused = set_params(Parameter('model.bundle', value=str(tmp_path / 'second.gfde')))
+        assert not refused.successful and refused.reason  # while configured: not now
+        for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP):
+            assert _change_state(probe, change, transition)
+        answer = set_params(Parameter('model.bundle', value=str(tmp_path / 'second.gfde')),
+                            Parameter('topics', value=['cam2/image']))
+        assert answer.successful, answer.reason
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert _change_state(probe, change, transition)
+        assert probe.wait_for(lambda: probe.pubs['cam2/image'].get_subscription_count() > 0)
+        result = probe.classify('cam2/image', image_msg(colour(), 'rgb8', 'from-second'))
+        assert result is not None and result.model_id.startswith(second.name)
+        assert result.num_exits == 2 and result.source_topic.endswith('cam2/image')
+        assert node.describe()['model_id'].startswith(second.name)
     finally:
         probe.close()
         node.destroy_node()

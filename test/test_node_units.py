@@ -17,7 +17,7 @@ from gfde_perception.ros import parameters as params
 from gfde_perception.runtime import RuntimeConfig
 from gfde_perception.runtime.frame_mailbox import LatestFrameMailbox
 from gfde_perception.runtime.policies import DEFAULT_POLICY
-from gfde_perception.stats import (DROP_BAD_INPUT, DROP_SUPERSEDED, ERROR,
+from gfde_perception.stats import (DROP_BAD_INPUT, DROP_LOST, DROP_SUPERSEDED, ERROR,
                                    evaluate_health, HealthBounds, OK, percentiles,
                                    PipelineStats, WARN)
 import pytest
@@ -74,7 +74,7 @@ def test_energy_is_reported_only_when_measured():
     assert not snap.energy_measured and snap.energy_method == 'no counter'
 
 
-def _snapshot_with(received, processed, total_ms, bad=0):
+def _snapshot_with(received, processed, total_ms, bad=0, later_s=0.0):
     clock = FakeClock()
     stats = PipelineStats(window_s=1.0, clock=clock)
     for _ in range(received):
@@ -83,6 +83,7 @@ def _snapshot_with(received, processed, total_ms, bad=0):
         stats.result_published(0, {'total': total_ms})
     for _ in range(bad):
         stats.frame_dropped(DROP_BAD_INPUT, 'truncated')
+    clock.t += later_s
     return stats.snapshot()
 
 
@@ -94,12 +95,64 @@ def test_health_levels_follow_the_bounds():
     level, why = evaluate_health(_snapshot_with(10, 10, 15.0), bounds)
     assert level == WARN and 'latency' in why
     assert evaluate_health(_snapshot_with(10, 10, 25.0), bounds)[0] == ERROR
-    level, why = evaluate_health(_snapshot_with(10, 0, 5.0), bounds)
+    # Frames waiting for a whole window without a result: a stall.
+    level, why = evaluate_health(_snapshot_with(10, 0, 5.0, later_s=1.0), bounds)
     assert level == ERROR and 'no result' in why
     level, why = evaluate_health(_snapshot_with(0, 0, 5.0), bounds)
     assert level == WARN and 'no input' in why
     level, why = evaluate_health(_snapshot_with(10, 10, 5.0, bad=8), bounds)
     assert level == WARN and 'bad input' in why
+
+
+def test_no_error_while_the_first_result_is_on_its_way():
+    # Issue 11, item 9: ERROR "frames arrive but no result" on the first tick after the first
+    # frame. Only frames that waited a whole window without any result are a stall.
+    clock = FakeClock()
+    stats = PipelineStats(window_s=5.0, clock=clock)
+    bounds = HealthBounds(window_s=5.0, min_output_rate_hz=10.0)
+    stats.frame_received()
+    clock.t += 0.2
+    stats.frame_received()
+    stats.frame_dropped(DROP_SUPERSEDED)
+    snap = stats.snapshot()
+    assert snap.in_flight == 1 and snap.waiting_s == pytest.approx(0.2)
+    assert evaluate_health(snap, bounds)[0] == OK
+    clock.t += 4.9  # the first frame has now waited a whole window: a stall
+    level, why = evaluate_health(stats.snapshot(), bounds)
+    assert level == ERROR and 'no result' in why
+    stats.result_published(0, {'total': 1.0})
+    snap = stats.snapshot()
+    assert snap.in_flight == 0 and snap.waiting_s == 0.0
+    assert evaluate_health(snap, bounds)[0] != ERROR
+
+
+def test_frames_answered_by_a_drop_are_no_stall():
+    # Bad or inactive frames end there: nothing waits, so no ERROR however long it goes on
+    # (a stream of bad frames is the bad-input WARN's business).
+    clock = FakeClock()
+    stats = PipelineStats(window_s=1.0, clock=clock)
+    for _ in range(20):
+        stats.frame_received()
+        stats.frame_dropped(DROP_BAD_INPUT, 'truncated')
+        clock.t += 0.1
+    snap = stats.snapshot()
+    assert snap.in_flight == 0 and snap.waiting_s == 0.0
+    level, why = evaluate_health(snap, HealthBounds(window_s=1.0))
+    assert level == WARN and 'bad input' in why and 'no result' not in why
+
+
+def test_lost_frames_count_as_dropped_but_were_never_received():
+    stats = PipelineStats(window_s=5.0, clock=FakeClock())
+    stats.frame_received()
+    stats.frames_lost(3)
+    stats.frame_received(numbered=False)
+    stats.result_published(0, {})
+    snap = stats.snapshot()
+    assert snap.received == 2 and snap.dropped[DROP_LOST] == 3 and snap.published == 5
+    assert snap.in_flight == 1 and snap.unnumbered == 1
+    assert snap.published == snap.processed + sum(snap.dropped.values()) + snap.in_flight
+    with pytest.raises(ValueError):
+        stats.frame_dropped(DROP_LOST)
 
 
 def test_mailbox_keeps_the_newest_frame_per_topic_and_serves_topics_in_turn():

@@ -177,6 +177,13 @@ def test_auto_schedule_times_three_plans_and_keeps_predictions(bundle, images, t
     for a, b in zip(results, reference):
         assert (a.class_id, a.exit_index, a.gate_confidence) == \
             (b.class_id, b.exit_index, b.gate_confidence)
+    # Start-up time: the next load on this host reads the decision back instead of measuring.
+    with Classifier(bundle, _config(tmp_path, backend='torch', schedule='auto'),
+                    thresholds) as again:
+        assert again.schedule_reason.startswith('cached decision')
+        assert chosen in again.schedule_reason
+        assert (again.schedule, again.exit_device) == (clf.schedule, clf.exit_device)
+        assert 'schedule' in again.load_seconds
 
 
 def test_result_fields(bundle, images, tmp_path):
@@ -243,6 +250,24 @@ def test_auto_measures_once_and_caches_the_decision(bundle, tmp_path):
     with Classifier(bundle, _config(tmp_path)) as clf:
         assert clf.backend == first
         assert clf.backend_reason.startswith('cached decision')
+
+
+def test_cached_onnx_segments_load_without_building_the_model(
+        bundle, images, tmp_path, monkeypatch):
+    # Start-up time: with every segment in the cache there is nothing to export, so the
+    # deployable model (built and converted only to be exported) must not be built at all.
+    from gfde_perception.runtime import backends
+    with Classifier(bundle, _config(tmp_path, backend='onnxruntime')) as clf:
+        expected = [r.class_id for r in _run(clf, images[:4])]
+
+    def refuse(_):
+        raise RuntimeError('the deployable model was built although every segment is cached')
+    monkeypatch.setattr(backends, '_deployable_model', refuse)
+    with Classifier(bundle, _config(tmp_path, backend='onnxruntime')) as clf:
+        assert clf.backend == 'onnxruntime-cpu', clf.backend_reason
+        assert [r.class_id for r in _run(clf, images[:4])] == expected
+        assert list(clf.load_seconds)[:3] == ['backend', 'exit heads', 'pool and energy counter']
+        assert all(s >= 0 for s in clf.load_seconds.values())
 
 
 @pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
@@ -345,6 +370,7 @@ def test_classifier_loads_a_bundle_path(bundle, tmp_path, images):
     with Classifier(str(path), _config(tmp_path, backend='torch', warmup=0)) as clf:
         assert clf.bundle.checksum == bundle.checksum
         assert clf.classify(images[0]).model_id.endswith(bundle.checksum[:12])
+        assert list(clf.load_seconds)[0] == 'bundle'  # reading the file is timed too
 
 
 class _FakeCounter(EnergySource):

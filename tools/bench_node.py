@@ -2,7 +2,7 @@
 # Copyright 2026 The gfde_perception Authors
 # SPDX-License-Identifier: Apache-2.0
 """
-Benchmark of the classifier node: its own overhead over DDS transport, its rate, and a soak.
+Benchmark of the classifier node: its own overhead over DDS transport, its rate, its books.
 
 One process, the same 640x480 rgb8 frames and the same Classifier object for every contender:
 
@@ -14,28 +14,38 @@ One process, the same 640x480 rgb8 frames and the same Classifier object for eve
 3. the classifier node, end to end: the same image over DDS, the node's keep-newest queue and
    worker thread, decode, classify, its result message.
 
-A probe node publishes the frames (best effort, depth 1, like a camera driver) and stamps them
-just before ``publish()``; latency is the result's arrival minus that stamp. (2) and (3) differ
-only by what the node adds, so (3) - (2) is the node's own overhead and (2) - (1) is transport.
-The contenders run in blocks of frames, rotating (single frames interleaved would disturb
-each other's caches), repeated ``--repeats`` times. Then a rate sweep for (2) and (3): frames
-at a fixed rate for a few seconds each; a rate is sustained when >= 95% of frames give a result
-and the frame age does not grow from the first half of the window to the second.
+Latency: a probe node publishes one frame at a time (best effort, depth 1, like a camera
+driver), stamped just before ``publish()``; latency is the result's arrival minus that stamp.
+(2) and (3) differ only by what the node adds, so (3) - (2) is the node's own overhead and
+(2) - (1) is transport. The contenders run in blocks of frames, rotating, repeated
+``--repeats`` times.
 
-The node's counters are read from its ``/diagnostics`` (never from its internals), and
-:func:`accounting` checks the identity published = processed + counted drops by reason.
+Floods: an independent camera, this script in another process (``--camera``), publishes at
+each of ``--rates`` for ``--seconds`` to the bare subscriber and to the node in turn. Per rate:
+results, the node's counters read from its ``/diagnostics`` (never from its internals), and
+:func:`accounting`, which checks published = processed + drops by reason (unaccounted must be
+0); a rate is sustained when >= 95% of the frames give a result and the frame age does not grow.
+The node's throughput under the fastest flood is compared with the bare runtime's frame rate,
+timed in blocks just before and after that flood.
 
-``--soak MINUTES`` instead runs the node alone at ``--soak-rate`` Hz (default 60) and prints, every
-``--interval`` seconds, the process RSS, the frame age (lag) and the accounting identity, then
-a least-squares trend of RSS and lag over the run.
+``--soak MINUTES`` runs the node alone, fed by the independent camera at ``--soak-rate`` Hz
+(default 60), and prints every ``--interval`` seconds of sending the process RSS, the frame
+age (lag) and the accounting identity, then least-squares trends of RSS and lag.
 
-Run: ``source tools/env.sh && python tools/bench_node.py --threads 1`` (and ``--soak 10``).
+``--startup N`` starts the installed node ``N`` times as its own process (the embedded model
+or ``--bundle``, warm cache) and times the first result from the process start, with the
+node's own log of where the time went.
+
+Run: ``source tools/env.sh && python tools/bench_node.py --threads 1`` (and ``--soak 10``,
+``--startup 3``).
 """
 
 import argparse
 import os
 from pathlib import Path
+import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -49,17 +59,18 @@ from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import array_to_imgmsg, imgmsg_to_array, result_to_msg
 from gfde_perception.ros.node import ClassifierNode, params_qos
 from gfde_perception.runtime import Classifier, RuntimeConfig
+from gfde_perception.workspace import dds_environment, node_command, start_node, stop_node
 import numpy as np
 import psutil
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 import simplejpeg
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_SHAPE = (480, 640, 3)
+CAMERA_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
 
 
 def _percentile(values, q):
@@ -148,24 +159,136 @@ def compare_jpeg_decoders(frame, repeats: int = 3, block: int = 100):
     print(f'strict decode / OpenCV: {ratio_p50:.2f}x at p50, {ratio_mean:.2f}x mean')
 
 
+TOPICS = {'node': 'image', 'bare': 'bare/image'}
+
+
+class FrameSender:
+    """Publishes the benchmark's 640x480 rgb8 frames, each stamped just before ``publish()``."""
+
+    def __init__(self, publisher):
+        self.publisher = publisher
+        # Messages built once: a send only writes the stamp and the frame id.
+        self.messages = [array_to_imgmsg(camera_like(k), 'rgb8') for k in range(8)]
+
+    def send(self, index: int, frame_id: str) -> int:
+        """Publish frame ``index`` stamped now; return the stamp in ns."""
+        msg = self.messages[index % len(self.messages)]
+        msg.header.frame_id = frame_id
+        now = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        self.publisher.publish(msg)
+        return now
+
+    def send_at(self, rate: float, count: int, prefix: str) -> int:
+        """Publish ``count`` frames at ``rate`` Hz (a fixed schedule, no drift); return count."""
+        t_next = time.perf_counter()
+        for i in range(count):
+            t_next += 1.0 / rate
+            self.send(i, f'{prefix}-{i}')
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return count
+
+
+def run_camera(topics) -> int:
+    """
+    Be the independent camera (``--camera``): publish frames when the parent says so.
+
+    Reads commands on stdin: ``go TOPIC COUNT RATE`` publishes COUNT frames at RATE Hz and
+    answers ``sent COUNT``; anything else ends it. Before ``ready`` it waits for a subscriber
+    on every topic and sends five frames to each at 10 Hz, so that the node has heard from
+    this publisher before anything is counted.
+    """
+    rclpy.init()
+    node = rclpy.create_node('gfde_bench_camera')
+    senders = {topic: FrameSender(node.create_publisher(Image, topic, CAMERA_QOS))
+               for topic in topics}
+    try:
+        deadline = time.monotonic() + 60.0
+        while not all(s.publisher.get_subscription_count() for s in senders.values()):
+            if time.monotonic() > deadline:
+                print('error: no subscriber', flush=True)
+                return 1
+            time.sleep(0.05)
+        for topic, sender in senders.items():
+            sender.send_at(10.0, 5, f'camera-warm-{topic}')
+        print('ready', flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if len(words) != 4 or words[0] != 'go':
+                break
+            count = senders[words[1]].send_at(float(words[3]), int(words[2]), 'camera')
+            print(f'sent {count}', flush=True)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    return 0
+
+
+class Camera:
+    """The parent's handle on the independent camera process (:func:`run_camera`)."""
+
+    def __init__(self, topics, timeout: float = 90.0):
+        argv = [sys.executable, str(Path(__file__).resolve()), '--camera', ','.join(topics)]
+        self.process = subprocess.Popen(argv, env=dds_environment(), text=True, bufsize=1,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL)
+        self._lines = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._expect('ready', timeout)
+
+    def _read(self):
+        for line in self.process.stdout:
+            with self._cond:
+                self._lines.append(line.strip())
+                self._cond.notify_all()
+
+    def _expect(self, prefix: str, timeout: float) -> str:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: any(line.startswith(prefix) for line in self._lines)
+                                     or self.process.poll() is not None, timeout)
+            found = [line for line in self._lines if line.startswith(prefix)]
+            self._lines = []
+        if not ok or not found:
+            raise RuntimeError(f'the camera process did not answer {prefix!r}')
+        return found[0]
+
+    def send(self, topic: str, count: int, rate: float) -> int:
+        """Have the camera publish ``count`` frames at ``rate`` Hz; return when it has."""
+        self.process.stdin.write(f'go {topic} {count} {rate}\n')
+        self.process.stdin.flush()
+        return int(self._expect('sent', 60.0 + 2 * count / rate).split()[1])
+
+    def close(self):
+        """End the camera process (it was started here: stopped by its own handle)."""
+        if self.process.poll() is None:
+            self.process.stdin.write('quit\n')
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
 class Bench:
     """The ROS side of the benchmark: probe, bare subscriber, node, their executors."""
 
     def __init__(self, classifier, with_bare: bool):
         rclpy.init()
-        self.node = ClassifierNode(
-            classifier, node_name='gfde_bench_classifier',
-            parameter_overrides=[Parameter('diagnostics.period_s', value=0.25)])
+        # The node as deployed: default parameters (diagnostics once a second).
+        self.node = ClassifierNode(classifier, node_name='gfde_bench_classifier')
         self.probe = rclpy.create_node('gfde_bench_probe')
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified at each result
         self.results = {'node': [], 'bare': []}  # (receive ns, frame_id, stamp ns), drained
         self.diagnostics = None  # (monotonic receive time, {key: value})
         reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
-        camera = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
         self.probe.create_subscription(Classification, 'classification',
                                        self._collector('node'), reliable)
         self.probe.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.pubs = {'node': self.probe.create_publisher(Image, 'image', camera)}
+        self.pubs = {'node': self.probe.create_publisher(Image, TOPICS['node'], CAMERA_QOS)}
         nodes = [self.node, self.probe]
         self.bare = None
         if with_bare:
@@ -178,15 +301,13 @@ class Bench:
                 result = classifier.classify(imgmsg_to_array(msg))
                 bare_out.publish(result_to_msg(result, header=msg.header, top_k=5))
 
-            self.bare.create_subscription(Image, 'bare/image', on_bare_image,
+            self.bare.create_subscription(Image, TOPICS['bare'], on_bare_image,
                                           params_qos(params.DEFAULTS, 'qos'))
             self.probe.create_subscription(Classification, 'bare/classification',
                                            self._collector('bare'), reliable)
-            self.pubs['bare'] = self.probe.create_publisher(Image, 'bare/image', camera)
+            self.pubs['bare'] = self.probe.create_publisher(Image, TOPICS['bare'], CAMERA_QOS)
             nodes.append(self.bare)
-        # Messages built once: a send only writes the stamp and the frame id.
-        self.messages = [array_to_imgmsg(frame, 'rgb8')
-                         for frame in [camera_like(k) for k in range(8)]]
+        self.senders = {who: FrameSender(pub) for who, pub in self.pubs.items()}
         # One executor per node, each on its own thread: the bare subscriber's inline classify
         # cannot hold up the probe, and the node gets what a process of its own would.
         self._stop = threading.Event()
@@ -209,6 +330,7 @@ class Bench:
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             with self.lock:
                 self.results[who].append((now, msg.header.frame_id, stamp))
+                self.lock.notify_all()
         return on_result
 
     def _on_diag(self, msg):
@@ -226,23 +348,25 @@ class Bench:
 
     def send(self, who, index: int, frame_id: str) -> int:
         """Publish frame ``index`` to ``who`` stamped now; return the stamp in ns."""
-        msg = self.messages[index % len(self.messages)]
-        msg.header.frame_id = frame_id
-        now = time.time_ns()
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
-        self.pubs[who].publish(msg)
-        return now
+        return self.senders[who].send(index, frame_id)
 
     def round_trip(self, who, index: int, frame_id: str, timeout: float = 2.0):
         """Send one frame and wait for its result; return the latency in ms (None if lost)."""
         sent = self.send(who, index, frame_id)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for received, got_id, _ in self.drain(who):
-                if got_id == frame_id:
-                    return (received - sent) / 1e6
-            time.sleep(0.0002)
-        return None
+
+        def arrived():
+            return next((r for r in self.results[who] if r[1] == frame_id), None)
+
+        # Waiting on the condition (no polling): the waiting thread takes no interpreter time
+        # from the contenders while their frame is in flight.
+        with self.lock:
+            got = None
+            while got is None and time.monotonic() < deadline:
+                self.lock.wait(max(0.0, deadline - time.monotonic()))
+                got = arrived()
+            self.results[who] = []
+        return None if got is None else (got[0] - sent) / 1e6
 
     def diagnostics_after(self, t0: float, timeout: float = 5.0) -> dict:
         """Return the node's first /diagnostics values received after monotonic time ``t0``."""
@@ -258,7 +382,11 @@ class Bench:
     def quiet_diagnostics(self, settle_s: float = 0.5) -> dict:
         """Wait until frames in flight are done, then return fresh diagnostics."""
         time.sleep(settle_s)
-        return self.diagnostics_after(time.monotonic())
+        for _ in range(20):  # bounded: a node that never settles is reported as it is
+            values = self.diagnostics_after(time.monotonic())
+            if int(float(values.get('frames_in_flight', 0))) == 0:
+                break
+        return values
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Wait for the subscriptions and one round trip per contender."""
@@ -339,62 +467,94 @@ def _ages_ms(results) -> list:
     return [(received - stamp) / 1e6 for received, _, stamp in results]
 
 
-def _publish_at(bench, who, rate: float, count: int, prefix: str) -> int:
-    t_next = time.perf_counter()
-    for i in range(count):
-        t_next += 1.0 / rate
-        bench.send(who, i, f'{prefix}-{i}')
-        delay = t_next - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-    return count
+def runtime_rate(classifier, frames: int = 100) -> float:
+    """Return the bare runtime's frames per second over one block of ``frames`` frames."""
+    arrays = [camera_like(k) for k in range(8)]
+    t = time.perf_counter()
+    for i in range(frames):
+        classifier.classify(arrays[i % len(arrays)])
+    return frames / (time.perf_counter() - t)
 
 
-def rate_sweep(bench, rates, seconds: float, runtime_rate: float):
-    """Print, per camera rate, what the bare subscriber and the node deliver; best of each."""
-    print('\ncamera rate sweep (frames published at a fixed rate; node counters from '
-          '/diagnostics)')
-    print(f'{"rate Hz":>8}{"who":>6}{"sent":>7}{"results":>9}{"superseded":>11}{"other drops":>12}'
-          f'{"unaccounted":>12}{"age p50 ms":>12}{"age trend":>11}  sustained')
+def flood(bench, camera, who: str, rate: float, seconds: float) -> dict:
+    """Have the independent camera send to ``who`` at ``rate`` Hz; return what came of it."""
+    before = bench.quiet_diagnostics()
+    bench.drain(who)
+    count = max(10, int(rate * seconds))
+    t0 = time.perf_counter()
+    sent = camera.send(TOPICS[who], count, rate)
+    duration = time.perf_counter() - t0
+    after = bench.quiet_diagnostics()
+    results = sorted(bench.drain(who))
+    ages = _ages_ms(results)
+    half = len(ages) // 2
+    first, second = _percentile(ages[:half], 50), _percentile(ages[half:], 50)
+    return {'sent': sent, 'results': len(results), 'duration': duration, 'ages': ages,
+            'trend': second - first, 'first': first,
+            'books': accounting(sent, before, after) if who == 'node' else None}
+
+
+def flood_sweep(bench, classifier, rates, seconds: float):
+    """Print, per camera rate, what the bare subscriber and the node deliver, and the books."""
+    camera = Camera(list(TOPICS.values()))
+    print(f'\nfloods from an independent camera process (best effort, depth 1), {seconds:g} s '
+          'per rate; node counters from /diagnostics')
+    print(f'{"rate Hz":>8}{"who":>6}{"sent":>7}{"results":>9}{"res/s":>8}{"superseded":>11}'
+          f'{"lost":>6}{"other":>7}{"unaccounted":>12}{"age p50 ms":>12}{"age trend":>11}'
+          '  sustained')
     best = {'bare': 0.0, 'node': 0.0}
-    for rate in rates:
-        for who in ('bare', 'node'):
-            before = bench.quiet_diagnostics()
-            bench.drain(who)
-            n = max(10, int(rate * seconds))
-            _publish_at(bench, who, rate, n, f'sweep-{who}-{rate:g}')
-            after = bench.quiet_diagnostics()
-            results = sorted(bench.drain(who))
-            ages = _ages_ms(results)
-            half = len(ages) // 2
-            first, second = _percentile(ages[:half], 50), _percentile(ages[half:], 50)
-            trend = second - first
-            sustained = len(results) >= 0.95 * n and not trend > max(5.0, 0.5 * first)
-            if sustained:
-                best[who] = max(best[who], rate)
-            if who == 'node':
-                books = accounting(n, before, after)
-                superseded = books['dropped'].get('superseded', 0)
-                counts = (f'{superseded:11d}'
-                          f'{sum(books["dropped"].values()) - superseded:12d}'
-                          f'{books["unaccounted"]:12d}')
-            else:  # a bare subscriber counts nothing: what it lost is only sent - results
-                counts = f'{"-":>11}{"-":>12}{n - len(results):12d}'
-            print(f'{rate:8g}{who:>6}{n:7d}{len(results):9d}{counts}'
-                  f'{_percentile(ages, 50):12.2f}{trend:+11.2f}  {"yes" if sustained else "no"}')
+    top = {}
+    try:
+        for rate in rates:
+            for who in ('bare', 'node'):
+                if rate == max(rates) and who == 'node':
+                    before_rate = runtime_rate(classifier)
+                got = flood(bench, camera, who, rate, seconds)
+                if rate == max(rates):
+                    top[who] = got
+                    if who == 'node':
+                        top['runtime'] = (before_rate + runtime_rate(classifier)) / 2
+                sustained = (got['results'] >= 0.95 * got['sent']
+                             and not got['trend'] > max(5.0, 0.5 * got['first']))
+                if sustained:
+                    best[who] = max(best[who], rate)
+                books = got['books']
+                if books is not None:
+                    dropped = books['dropped']
+                    superseded = dropped.get('superseded', 0)
+                    lost = dropped.get('lost_before_callback', 0)
+                    other = sum(dropped.values()) - superseded - lost
+                    counts = f'{superseded:11d}{lost:6d}{other:7d}{books["unaccounted"]:12d}'
+                else:  # a bare subscriber counts nothing: what it lost is only sent - results
+                    counts = f'{"-":>11}{"-":>6}{"-":>7}{got["sent"] - got["results"]:12d}'
+                print(f'{rate:8g}{who:>6}{got["sent"]:7d}{got["results"]:9d}'
+                      f'{got["results"] / got["duration"]:8.1f}{counts}'
+                      f'{_percentile(got["ages"], 50):12.2f}{got["trend"]:+11.2f}  '
+                      f'{"yes" if sustained else "no"}', flush=True)
+    finally:
+        camera.close()
     print(f'\nhighest camera rate sustained: bare subscriber {best["bare"]:g} Hz, node '
-          f'{best["node"]:g} Hz; bare runtime frame rate {runtime_rate:.0f} Hz '
-          f'(node sustains {100 * best["node"] / runtime_rate:.0f}% of it; the sweep only '
-          f'tries the listed rates)')
+          f'{best["node"]:g} Hz (the sweep only tries the listed rates)')
+    node, bare = top['node'], top['bare']
+    node_rate = node['results'] / node['duration']
+    print(f'throughput under the {max(rates):g} Hz flood: node {node_rate:.1f} results/s = '
+          f'{100 * node_rate / top["runtime"]:.1f}% of the bare runtime\'s '
+          f'{top["runtime"]:.1f} frames/s (timed just before and after); bare subscriber '
+          f'{bare["results"] / bare["duration"]:.1f} results/s')
+    if max(rates) < top['runtime']:
+        print('  (the fastest flood is slower than the bare runtime: it does not saturate the '
+              'node, so this ratio is bounded by the camera; add a faster rate)')
 
 
 def soak(bench, minutes: float, rate: float, interval: float):
-    """Run the node alone at ``rate`` Hz; print RSS, lag and the accounting identity."""
+    """Feed the node from the independent camera at ``rate`` Hz; print RSS, lag, the books."""
     process = psutil.Process()
-    print(f'\nsoak: {minutes:g} min of sending at {rate:g} Hz, a row every {interval:g} s of '
-          'sending. At each row sending pauses until the node is quiet (about 0.75 s), so the '
-          'identity is read with nothing in flight. RSS of this process (node, classifier, '
-          'probe with bounded state); age = result arrival - stamp, over the row')
+    camera = Camera([TOPICS['node']])
+    print(f'\nsoak: {minutes:g} min of sending at {rate:g} Hz from an independent camera '
+          f'process, a row every {interval:g} s of sending. At each row sending pauses until '
+          'the node is quiet (about 1-2 s), so the identity is read with nothing in flight. '
+          'RSS of this process (node, classifier, probe with bounded state); age = result '
+          'arrival - stamp, over the row')
     print(f'{"t s":>6}{"sent":>8}{"received":>9}{"processed":>10}{"dropped":>9}'
           f'{"unaccounted":>12}{"RSS MB":>9}{"age p50":>9}{"age p99":>9}  drops by reason')
     start_diag = bench.quiet_diagnostics()
@@ -403,35 +563,88 @@ def soak(bench, minutes: float, rate: float, interval: float):
     sent, row = 0, 0
     samples = []  # (t s, RSS MB, age p50 ms)
     total = max(1, round(rate * minutes * 60.0))  # minutes of sending, pauses not counted
-    while sent < total:
-        count = min(max(1, round(rate * interval)), total - sent)
-        sent += _publish_at(bench, 'node', rate, count, f'soak-{row}')
-        books = accounting(sent, start_diag, bench.quiet_diagnostics())
-        ages = _ages_ms(bench.drain('node'))
-        rss = process.memory_info().rss / 2**20
-        t = time.perf_counter() - t0
-        samples.append((t, rss, _percentile(ages, 50)))
-        reasons = ' '.join(f'{k}={v}' for k, v in books['dropped'].items() if v)
-        print(f'{t:6.0f}{sent:8d}{books["received"]:9d}{books["processed"]:10d}'
-              f'{sum(books["dropped"].values()):9d}{books["unaccounted"]:12d}{rss:9.1f}'
-              f'{_percentile(ages, 50):9.2f}{_percentile(ages, 99):9.2f}  {reasons}',
-              flush=True)
-        row += 1
+    try:
+        while sent < total:
+            count = min(max(1, round(rate * interval)), total - sent)
+            sent += camera.send(TOPICS['node'], count, rate)
+            books = accounting(sent, start_diag, bench.quiet_diagnostics())
+            ages = _ages_ms(bench.drain('node'))
+            rss = process.memory_info().rss / 2**20
+            t = time.perf_counter() - t0
+            samples.append((t, rss, _percentile(ages, 50)))
+            reasons = ' '.join(f'{k}={v}' for k, v in books['dropped'].items() if v)
+            print(f'{t:6.0f}{sent:8d}{books["received"]:9d}{books["processed"]:10d}'
+                  f'{sum(books["dropped"].values()):9d}{books["unaccounted"]:12d}{rss:9.1f}'
+                  f'{_percentile(ages, 50):9.2f}{_percentile(ages, 99):9.2f}  {reasons}',
+                  flush=True)
+            row += 1
+    finally:
+        camera.close()
     print(f'\nidentity at the end: published {books["published"]} = processed '
           f'{books["processed"]} + counted drops {sum(books["dropped"].values())} + '
-          f'unaccounted {books["unaccounted"]} (frames that never reached the node\'s callback: '
-          f'{books["published"] - books["received"]})')
+          f'unaccounted {books["unaccounted"]}')
     # The first row includes allocator and cache warm-up: the trends start at the second.
     kept = samples[1:] if len(samples) > 2 else samples
     times = [t for t, _, _ in kept]
     rss_slope, rss_change = _trend(times, [r for _, r, _ in kept])
     lag_slope, lag_change = _trend(times, [a for _, _, a in kept])
     first_rss = kept[0][1]
+    print(f'RSS: {samples[0][1]:.1f} MB at the first row, {samples[-1][1]:.1f} MB at the last '
+          f'({100 * (samples[-1][1] - samples[0][1]) / samples[0][1]:+.2f}%)')
     print(f'RSS trend (least squares, rows 2..{len(samples)}): {rss_slope:+.3f} MB/min, '
           f'{rss_change:+.2f} MB over the fit ({100 * rss_change / first_rss:+.2f}% of '
           f'{first_rss:.1f} MB)')
     print(f'lag trend (age p50 per row): {lag_slope:+.3f} ms/min, {lag_change:+.2f} ms over '
           'the fit')
+
+
+STARTUP_LINES = {
+    'loaded': re.compile(r'loaded in ([0-9.]+) s \((.*)\)'),
+    'ready': re.compile(r'classifier ready ([0-9.]+) s after the process started'),
+}
+
+
+def startup(runs: int, bundle: str, timeout: float = 120.0):
+    """Start the node as its own process ``runs`` times; time its first result."""
+    rclpy.init()
+    probe = rclpy.create_node('gfde_bench_startup_probe')
+    arrived = []
+    probe.create_subscription(Classification, 'classification',
+                              lambda msg: arrived.append(time.monotonic()),
+                              QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+    sender = FrameSender(probe.create_publisher(Image, TOPICS['node'], CAMERA_QOS))
+    executor = SingleThreadedExecutor()
+    executor.add_node(probe)
+    params_given = {'model.bundle': bundle} if bundle else {}
+    print(f'\nstart-up: {runs} starts of the node process (python -m gfde_perception.ros.node, '
+          f'{"bundle " + bundle if bundle else "the embedded model"}, default parameters); a '
+          'camera sends a frame every 20 ms from before the start; time = first result - '
+          'process start')
+    print(f'{"run":>4}{"first result s":>16}{"ready s":>9}{"model load s":>14}  load parts')
+    try:
+        for run in range(runs):
+            arrived.clear()
+            log_path = Path(os.environ.get('TMPDIR', '/tmp')) / f'gfde_bench_startup_{run}.log'
+            with open(log_path, 'w', encoding='utf-8') as log:
+                t0 = time.monotonic()
+                process = start_node(node_command(params_given), stdout=log)
+                try:
+                    while not arrived and time.monotonic() - t0 < timeout:
+                        sender.send(0, f'startup-{run}')
+                        executor.spin_once(timeout_sec=0.02)
+                finally:
+                    stop_node(process)
+            text = log_path.read_text(encoding='utf-8', errors='replace')
+            loaded = STARTUP_LINES['loaded'].search(text)
+            ready = STARTUP_LINES['ready'].search(text)
+            first = f'{arrived[0] - t0:16.2f}' if arrived else f'{"none":>16}'
+            print(f'{run:4d}{first}{float(ready.group(1)) if ready else float("nan"):9.2f}'
+                  f'{float(loaded.group(1)) if loaded else float("nan"):14.2f}  '
+                  f'{loaded.group(2) if loaded else "(no load line in the log)"}', flush=True)
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.shutdown()
 
 
 def main(argv=None) -> int:
@@ -441,28 +654,35 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=0)
     parser.add_argument('--frames', type=int, default=200, help='frames per series and repeat')
     parser.add_argument('--repeats', type=int, default=3, help='repeats of the latency series')
-    parser.add_argument('--rates', default='10,20,40,80,160,320',
-                        help='camera rates (Hz) of the sweep, comma-separated')
-    parser.add_argument('--seconds', type=float, default=3.0, help='duration of each rate')
+    parser.add_argument('--rates', default='20,60,120,200,400',
+                        help='camera rates (Hz) of the floods, comma-separated')
+    parser.add_argument('--seconds', type=float, default=5.0, help='duration of each flood')
     parser.add_argument('--soak', type=float, default=0.0, metavar='MINUTES',
                         help='run the soak for this many minutes instead of the comparison')
     parser.add_argument('--soak-rate', type=float, default=60.0, help='camera rate of the soak')
     parser.add_argument('--interval', type=float, default=15.0,
                         help='seconds between soak rows')
+    parser.add_argument('--startup', type=int, default=0, metavar='RUNS',
+                        help='time the node process start-up this many times instead')
+    parser.add_argument('--camera', default='', help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     # Read by Fast DDS when rclpy.init() creates the participant, not at import.
-    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
-                          str(REPO / 'config' / 'fastdds_large_images.xml'))
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.update(dds_environment())
+    if args.camera:
+        return run_camera(args.camera.split(','))
     bundle = args.bundle or str(default_bundle_path())
     if not Path(bundle).is_file():
         print(f'error: no bundle at {bundle}; pass --bundle', file=sys.stderr)
         return 1
     print(f'load average before: {_loadavg()}')
+    if args.startup:
+        startup(args.startup, args.bundle)
+        print(f'load average after: {_loadavg()}')
+        return 0
     config = RuntimeConfig(backend=args.backend, threads=args.threads, top_k=params.MAX_TOP_K)
     classifier = Classifier(bundle, config)
     print(f'backend {classifier.backend}, '
-          f'DDS profile {os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]}')
+          f'DDS profile {os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", "none")}')
     bench = Bench(classifier, with_bare=not args.soak)
     try:
         if not bench.wait_ready():
@@ -473,9 +693,9 @@ def main(argv=None) -> int:
             soak(bench, args.soak, args.soak_rate, args.interval)
         else:
             compare_jpeg_decoders(camera_like(0))
-            runtime_rate = latency_comparison(bench, classifier, args.frames, args.repeats)
-            rate_sweep(bench, [float(r) for r in args.rates.split(',')], args.seconds,
-                       runtime_rate)
+            latency_comparison(bench, classifier, args.frames, args.repeats)
+            flood_sweep(bench, classifier, [float(r) for r in args.rates.split(',')],
+                        args.seconds)
     finally:
         bench.close()
         classifier.close()

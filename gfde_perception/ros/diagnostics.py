@@ -4,7 +4,8 @@
 The node's ``/diagnostics`` entry: a :class:`~gfde_perception.stats.StatsSnapshot` as key-values.
 
 Keys are stable strings (docs/NODE.md lists them) so that dashboards and tests can rely on them:
-rates, per-stage latency percentiles, drops by reason, the exit histogram, backend and energy.
+rates, the frame accounting (``accounting`` writes its identity out with the figures), per-stage
+latency percentiles, drops by reason, the exit histogram, backend and energy.
 """
 
 import math
@@ -36,15 +37,21 @@ def status_values(snapshot: StatsSnapshot, info: dict) -> list:
         'topics'.
     :return: list of (key, value) pairs in a stable order.
     """
+    dropped = sum(snapshot.dropped.values())
     pairs = [(key, _fmt(info.get(key, ''))) for key in
              ('backend', 'exit_device', 'model_id', 'policy', 'num_exits', 'topics')]
     pairs += [
         ('window_s', _fmt(snapshot.window_s)),
         ('input_rate_hz', _fmt(snapshot.input_rate_hz)),
         ('output_rate_hz', _fmt(snapshot.output_rate_hz)),
+        ('frames_published', _fmt(snapshot.published)),
         ('frames_received', _fmt(snapshot.received)),
         ('frames_processed', _fmt(snapshot.processed)),
-        ('frames_dropped', _fmt(sum(snapshot.dropped.values()))),
+        ('frames_dropped', _fmt(dropped)),
+        ('frames_in_flight', _fmt(snapshot.in_flight)),
+        ('frames_unnumbered', _fmt(snapshot.unnumbered)),
+        ('accounting', f'{snapshot.published} published = {snapshot.processed} processed + '
+                       f'{dropped} dropped + {snapshot.in_flight} in flight'),
     ]
     pairs += [(f'dropped.{reason}', _fmt(count)) for reason, count in snapshot.dropped.items()]
     pairs += [(f'dropped.{DROP_BAD_INPUT}.{kind}', _fmt(count))

@@ -6,13 +6,17 @@ The managed (lifecycle) classifier node, for stacks brought up by a lifecycle ma
 Transitions:
 
 * configure: load the model (``model.*`` parameters), create the publishers and subscriptions;
-* activate: start the inference worker; results and diagnostics are published;
-* deactivate: stop the worker (frames that arrive are ignored, waiting ones counted as dropped);
+  frames that arrive while inactive are counted (``dropped.inactive``) and discarded;
+* activate: start the inference worker; results and diagnostics are published; only frames the
+  transport received after this moment are ever classified;
+* deactivate: stop the worker (frames waiting and frames arriving count as inactive);
 * cleanup: destroy the subscriptions and publishers and free the model;
 * shutdown: as cleanup, from any state.
 
-Parameters are declared at construction, so they can be set before configure; read-only ones
-(model, topics, QoS) take effect at the next configure.
+Parameters are declared at construction, so they can be set before configure. Those a reload
+needs (``model.*``, topics, QoS, the diagnostics period) are writable here, but only while
+unconfigured, and take effect at the next configure: cleanup, set ``model.bundle``, configure
+switches the model.
 """
 
 import sys
@@ -42,12 +46,12 @@ class ClassifierLifecycleNode(ClassifierNodeMixin, LifecycleNode):
                  node_name: str = DEFAULT_NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         self._factory = classifier_factory or params.build_classifier
-        self._setup_parameters()
+        self._setup_parameters(reload_read_only=False)
         self.get_logger().info('classifier lifecycle node created (unconfigured)')
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            classifier = self._factory(self.values)
+            classifier = self._load_classifier(self._factory)
         except (GfdeError, OSError) as exc:
             self.get_logger().error(f'configure failed: cannot load the model: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -70,11 +74,15 @@ class ClassifierLifecycleNode(ClassifierNodeMixin, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.worker.start()
-        self.get_logger().info('active')
-        return super().on_activate(state)  # activates the lifecycle publishers
+        outcome = super().on_activate(state)  # the lifecycle publishers first
+        if outcome == TransitionCallbackReturn.SUCCESS:
+            # From now on frames are accepted; anything received before stays discarded.
+            self.worker.start()
+            self.get_logger().info('active')
+        return outcome
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # The frame in inference is published while the publisher is still enabled.
         self.worker.stop()
         self.get_logger().info('inactive')
         return super().on_deactivate(state)

@@ -4,27 +4,31 @@
 The classifier node: camera topics in, ``gfde_msgs/Classification`` and ``/diagnostics`` out.
 
 A thin adapter: parameters -> config, message -> array, run the handed classifier, result ->
-message. Subscription callbacks only :meth:`~gfde_perception.runtime.worker.InferenceWorker.submit`
-the message with its decoder and return; the ROS-free
-:class:`~gfde_perception.runtime.worker.InferenceWorker` keeps the newest frame of each topic,
-decodes, classifies and calls back :meth:`ClassifierNodeMixin._publish`, so the executor never
-blocks on inference and a frame superseded before inference starts is dropped and counted (the
-output never lags the camera). Bad input is skipped with a throttled warning and counted.
+message. Camera frames are taken serialized, as the transport delivered them; a subscription
+callback only hands the bytes to the ROS-free
+:class:`~gfde_perception.runtime.worker.InferenceWorker` (``submit``) with their decoder, their
+publisher's sequence number and their reception time, and returns. The worker keeps the newest
+frame of each topic, decodes it straight from its bytes (a superseded frame is never
+deserialized), classifies it and calls back :meth:`ClassifierNodeMixin._publish`, so the
+executor never blocks on inference. The worker also keeps the books: every frame a camera sent
+is published or counted with its reason (docs/NODE.md states the identity).
 """
 
+import math
+import os
 import sys
+import time
 from typing import Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification
 from gfde_perception.errors import ConfigError, GfdeError
 from gfde_perception.ros import parameters as params
-from gfde_perception.ros.conversions import (compressed_imgmsg_to_array, imgmsg_to_array,
-                                             result_to_msg)
+from gfde_perception.ros.camera_input import CameraGate, CameraInput
+from gfde_perception.ros.conversions import result_to_msg, serialized_header
 from gfde_perception.ros.diagnostics import build_array, build_status
 from gfde_perception.runtime.policies import DEFAULT_POLICY
 from gfde_perception.runtime.worker import Frame, FrameTiming, InferenceWorker
-from gfde_perception.stamps import stamp_to_ns
 from gfde_perception.stats import PipelineStats
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -32,17 +36,10 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
                        QoSReliabilityPolicy)
-from sensor_msgs.msg import CompressedImage, Image
 
 OUTPUT_TOPIC = 'classification'
 DIAGNOSTICS_TOPIC = '/diagnostics'
-COMPRESSED_SUFFIX = 'compressed'
 DEFAULT_NODE_NAME = 'gfde_classifier'
-
-
-def is_compressed_topic(name: str) -> bool:
-    """Return True for image_transport's compressed topic names (``.../compressed``)."""
-    return name.rstrip('/').split('/')[-1] == COMPRESSED_SUFFIX
 
 
 def params_qos(values: dict, prefix: str) -> QoSProfile:
@@ -53,6 +50,33 @@ def params_qos(values: dict, prefix: str) -> QoSProfile:
                      if values[f'{prefix}.reliability'] == 'reliable'
                      else QoSReliabilityPolicy.BEST_EFFORT),
         durability=QoSDurabilityPolicy.VOLATILE)
+
+
+def process_age_s() -> float:
+    """Return the seconds since this process started (NaN where ``/proc`` cannot tell)."""
+    try:
+        with open('/proc/self/stat', encoding='ascii') as f:
+            # Fields after the command name, which is in parentheses and may hold spaces;
+            # the 22nd field of the line, the start time in clock ticks, is the 20th here.
+            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+        with open('/proc/uptime', encoding='ascii') as f:
+            uptime = float(f.read().split()[0])
+        return uptime - ticks / os.sysconf('SC_CLK_TCK')
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+def load_report(classifier, seconds: float, path: str = '') -> str:
+    """Return the start-up log line of a loaded classifier: what it is and where time went."""
+    parts = getattr(classifier, 'load_seconds', None) or {}
+    split = ', '.join(f'{name} {s:.2f} s' for name, s in parts.items())
+    return (f'model {getattr(classifier, "model_id", "?")}'
+            + (f' from {path}' if path else ' (handed in)')
+            + f': backend {getattr(classifier, "backend", "?")}'
+            + f' ({getattr(classifier, "backend_reason", "")})'
+            + f', schedule {getattr(classifier, "schedule", "?")}'
+            + f', {getattr(classifier, "num_exits", "?")} exits; loaded in {seconds:.2f} s'
+            + (f' ({split})' if split else ''))
 
 
 class ClassifierNodeMixin:
@@ -67,15 +91,29 @@ class ClassifierNodeMixin:
     classifier = None
     worker: Optional[InferenceWorker] = None
 
-    def _setup_parameters(self):
-        self.values = params.declare_parameters(self)
+    def _setup_parameters(self, reload_read_only: bool = True):
+        self.values = params.declare_parameters(self, reload_read_only)
         self.bounds = params.health_bounds(self.values)
         self.stats = PipelineStats(self.values['diagnostics.window_s'])
         self._subscriptions_io = []
+        self._cameras = []
         self._publisher = None
         self._diag_publisher = None
         self._diag_timer = None
+        self._first_result_logged = False
+        # Woken from the worker thread when it waits for a frame again (see CameraGate).
+        self._camera_wake = self.create_guard_condition(lambda: None)
+        self._camera_gate = CameraGate(self._camera_wake.trigger)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _load_classifier(self, factory: Callable):
+        """Build the classifier with ``factory(values)``; log what was loaded and how long."""
+        path = params.bundle_path(self.values) if factory is params.build_classifier else ''
+        self.get_logger().info(f'loading model bundle {path}' if path else 'loading the model')
+        start = time.monotonic()
+        classifier = factory(self.values)
+        self.get_logger().info(load_report(classifier, time.monotonic() - start, path))
+        return classifier
 
     def _attach_classifier(self, classifier):
         """Bind the classifier to a new worker; the exit policy comes from the parameters."""
@@ -84,7 +122,10 @@ class ClassifierNodeMixin:
             classifier.set_policy(params.build_policy(self.values))
         self.worker = InferenceWorker(classifier, self._publish, self._now_ns, self.stats,
                                       self.get_logger(),
-                                      self.values['bad_input_warn_period_s'])
+                                      self.values['bad_input_warn_period_s'],
+                                      on_idle=self._worker_idle)
+        self._camera_gate.worker = self.worker
+        self._camera_gate.reopen()
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -95,29 +136,28 @@ class ClassifierNodeMixin:
         if publisher is None:
             raise RuntimeError('no publisher (node not active)')
         publisher.publish(result_to_msg(
-            result, header=frame.payload.header, top_k=self.values['top_k'],
+            result, header=serialized_header(frame.payload), top_k=self.values['top_k'],
             decode_ms=timing.decode_ms, queue_ms=timing.queue_ms, total_ms=timing.total_ms,
             frame_age_ms=timing.frame_age_ms, source_topic=frame.topic, frame_seq=frame.seq))
+        if not self._first_result_logged:
+            self._first_result_logged = True
+            self.get_logger().info(f'first result published {process_age_s():.2f} s after the '
+                                   'process started')
 
     def _create_subscriptions(self):
         qos = params_qos(self.values, 'qos')
         for name in self.values['topics']:
-            compressed = is_compressed_topic(name)
-            msg_type = CompressedImage if compressed else Image
-            decode = compressed_imgmsg_to_array if compressed else imgmsg_to_array
-            holder = {}
+            camera = CameraInput(self, name, qos, self._camera_gate,
+                                 lambda: self.values['decode.max_bytes'])
+            self._cameras.append(camera)
+            self._subscriptions_io.append(camera.subscription)
 
-            def callback(msg, holder=holder, decode=decode):
-                worker = self.worker
-                if worker is not None:
-                    # The decode budget is read per frame: a parameter change applies at once.
-                    worker.submit(msg, holder['topic'],
-                                  lambda m: decode(m, self.values['decode.max_bytes']),
-                                  stamp_to_ns(msg.header.stamp))
-
-            sub = self.create_subscription(msg_type, name, callback, qos)
-            holder['topic'] = sub.topic_name
-            self._subscriptions_io.append(sub)
+    def _worker_idle(self):
+        """On the worker thread, when it is about to wait: take what is waiting, or open."""
+        worker = self.worker
+        pulled = [camera.pull(worker) for camera in self._cameras] if worker else []
+        if not any(pulled):
+            self._camera_gate.reopen()
 
     def _diagnostics_tick(self):
         publisher = self._diag_publisher
@@ -138,7 +178,7 @@ class ClassifierNodeMixin:
         return {
             'backend': getattr(clf, 'backend', '') if clf is not None else 'not loaded',
             'exit_device': last.exit_device if last is not None else '',
-            'model_id': last.model_id if last is not None else '',
+            'model_id': getattr(clf, 'model_id', '') or (last.model_id if last else ''),
             'policy': policy.describe() if hasattr(policy, 'describe') else str(policy or ''),
             'num_exits': getattr(clf, 'num_exits', 0) if clf is not None else 0,
             'topics': ' '.join(sub.topic_name for sub in self._subscriptions_io),
@@ -147,6 +187,9 @@ class ClassifierNodeMixin:
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {p.name: p.value for p in parameters}
         try:
+            refusal = params.reload_refusal(changes, loaded=self.classifier is not None)
+            if refusal:
+                raise ConfigError(refusal)
             merged, policy = params.check_update(self.values, changes)
             if policy is not None and self.classifier is not None:
                 # Binding validates the policy against the model (exit count, force index).
@@ -165,6 +208,7 @@ class ClassifierNodeMixin:
         return SetParametersResult(successful=True)
 
     def _release_io(self):
+        self._cameras = []
         for sub in self._subscriptions_io:
             self.destroy_subscription(sub)
         self._subscriptions_io = []
@@ -193,18 +237,20 @@ class ClassifierNode(ClassifierNodeMixin, Node):
         self._setup_parameters()
         self._owns_classifier = classifier is None
         if classifier is None:
-            classifier = params.build_classifier(self.values)
+            classifier = self._load_classifier(params.build_classifier)
         self._attach_classifier(classifier)
         self._publisher = self.create_publisher(Classification, OUTPUT_TOPIC,
                                                 params_qos(self.values, 'output'))
         self._diag_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        # The worker runs before the first frame can arrive: none is discarded as inactive.
+        self.worker.start()
         self._create_subscriptions()
         self._diag_timer = self.create_timer(self.values['diagnostics.period_s'],
                                              self._diagnostics_tick)
-        self.worker.start()
         info = self.describe()
         self.get_logger().info(
-            f"classifier ready: backend={info['backend']} exits={info['num_exits']} "
+            f'classifier ready {process_age_s():.2f} s after the process started: '
+            f"backend={info['backend']} exits={info['num_exits']} "
             f"topics=[{info['topics']}] output={self._publisher.topic_name}")
 
     def destroy_node(self):

@@ -5,9 +5,12 @@ The classifier node's parameters: one table, used to declare them and to check l
 
 :data:`PARAMETERS` is plain data (no rclpy at import time), so the launch-file test and the docs
 read the same names, types, defaults and ranges that :func:`declare_parameters` gives the node.
-Parameters are deployment knobs only; preprocessing travels with the model bundle. Read-only
-parameters need a reload of the model or of a subscription; the others change at run time
-through the parameter services and are validated first (:func:`check_update`).
+Parameters are deployment knobs only; preprocessing travels with the model bundle. Parameters
+marked ``reload`` are read when the model and the subscriptions are made: the plain node
+declares them read-only (set them at launch), the lifecycle node accepts them while
+unconfigured and applies them at the next configure. The others change at run time through the
+parameter services and are validated first (:func:`check_update`), the exit policy against the
+loaded model too.
 """
 
 from dataclasses import dataclass
@@ -40,7 +43,8 @@ class ParamSpec:
     :ivar kind: 'string', 'int', 'double' or 'string_array'.
     :ivar default: default value.
     :ivar description: what it does, shown by ``ros2 param describe``.
-    :ivar read_only: True when a change needs a reload (set it at launch).
+    :ivar reload: True when a change needs the model or the subscriptions made again: set it at
+        launch (plain node) or while unconfigured (lifecycle node, applied at configure).
     :ivar low: lowest allowed number (for 'int' and 'double').
     :ivar high: highest allowed number.
     :ivar choices: allowed strings for 'string' parameters.
@@ -53,7 +57,7 @@ class ParamSpec:
     kind: str
     default: Any
     description: str
-    read_only: bool = False
+    reload: bool = False
     low: Optional[float] = None
     high: Optional[float] = None
     choices: Tuple[str, ...] = ()
@@ -75,31 +79,32 @@ PARAMETERS = (
     # --- model (read at start; the lifecycle node re-reads them at configure) -------------
     ParamSpec('model.bundle', 'string', '',
               'Path of the .gfde model bundle; empty = the embedded default model.',
-              read_only=True),
+              reload=True),
     ParamSpec('model.backend', 'string', DEFAULT_BACKEND,
               "Backbone backend: 'auto' measures the available ones and keeps the fastest.",
-              read_only=True, choices=BACKENDS),
+              reload=True, choices=BACKENDS),
     ParamSpec('model.precision', 'string', DEFAULT_PRECISION,
               'Precision of GPU backends (CPU backends always run fp32).',
-              read_only=True, choices=PRECISIONS),
+              reload=True, choices=PRECISIONS),
     ParamSpec('model.schedule', 'string', DEFAULT_SCHEDULE,
-              'Segment schedule: speculative overlaps segment k+1 with exit k; auto measures.',
-              read_only=True, choices=SCHEDULES),
+              'Segment schedule: speculative overlaps segment k+1 with exit k; auto measures '
+              '(once per bundle, backend and host: the decision is cached).',
+              reload=True, choices=SCHEDULES),
     ParamSpec('model.exit_workers', 'int', EXIT_WORKERS.default,
               'CPU worker threads that run the exit heads and gates; 0 runs them inline.',
-              read_only=True, low=EXIT_WORKERS.low, high=EXIT_WORKERS.high),
+              reload=True, low=EXIT_WORKERS.low, high=EXIT_WORKERS.high),
     ParamSpec('model.threads', 'int', THREADS.default,
               'Intra-op threads of torch / onnxruntime; 0 keeps the library default.',
-              read_only=True, low=THREADS.low, high=THREADS.high),
+              reload=True, low=THREADS.low, high=THREADS.high),
     ParamSpec('model.warmup', 'int', WARMUP.default,
               'Frames run at load before the first real one (0 disables).',
-              read_only=True, low=WARMUP.low, high=WARMUP.high),
+              reload=True, low=WARMUP.low, high=WARMUP.high),
     ParamSpec('model.energy', 'string', DEFAULT_ENERGY,
               "Energy counter: 'auto' takes the first found; 'none' disables measuring.",
-              read_only=True, choices=ENERGY_SOURCES),
+              reload=True, choices=ENERGY_SOURCES),
     ParamSpec('model.engine_cache_dir', 'string', '',
               'Cache of TensorRT engines and auto decisions; empty = $GFDE_CACHE_DIR or '
-              '~/.cache/gfde_perception.', read_only=True),
+              '~/.cache/gfde_perception.', reload=True),
     # --- exits (change at run time) ---------------------------------------------------------
     ParamSpec('exit.policy', 'string', DEFAULT_POLICY,
               'Exit policy, in the grammar every gfde tool uses (gfde_perception.runtime.'
@@ -114,26 +119,27 @@ PARAMETERS = (
     ParamSpec('top_k', 'int', TOP_K.default,
               'Length of the top-k list in each result (clipped to the number of classes).',
               low=TOP_K.low, high=MAX_TOP_K),
-    # --- topics and QoS (need new subscriptions: read-only) ------------------------------------
+    # --- topics and QoS (need new subscriptions: reload) ----------------------------------------
     ParamSpec('topics', 'string_array', ['image'],
               'Camera topics (relative names remap from launch). A name ending in /compressed '
               'is read as sensor_msgs/CompressedImage, any other as sensor_msgs/Image.',
-              read_only=True),
+              reload=True),
     ParamSpec('qos.reliability', 'string', 'best_effort',
               'Reliability of the camera subscriptions (sensor-data default: best_effort).',
-              read_only=True, choices=RELIABILITIES),
+              reload=True, choices=RELIABILITIES),
     ParamSpec('qos.depth', 'int', 1,
               'History depth of the camera subscriptions (the node keeps only the newest '
-              'frame anyway).', read_only=True, low=1, high=1000),
+              'frame anyway; frames overwritten here are counted as lost_before_callback).',
+              reload=True, low=1, high=1000),
     ParamSpec('output.reliability', 'string', 'reliable',
               'Reliability of the classification publisher.',
-              read_only=True, choices=RELIABILITIES),
+              reload=True, choices=RELIABILITIES),
     ParamSpec('output.depth', 'int', 10,
-              'History depth of the classification publisher.', read_only=True,
+              'History depth of the classification publisher.', reload=True,
               low=1, high=1000),
     # --- diagnostics --------------------------------------------------------------------------
     ParamSpec('diagnostics.period_s', 'double', 1.0,
-              'Period of the /diagnostics message in seconds.', read_only=True,
+              'Period of the /diagnostics message in seconds.', reload=True,
               low=0.05, high=60.0),
     ParamSpec('diagnostics.window_s', 'double', 5.0,
               'Sliding window of the rates and latency percentiles, in seconds.',
@@ -226,10 +232,14 @@ def runtime_config(values: Mapping[str, Any]) -> RuntimeConfig:
                          threads=values['model.threads'], energy=values['model.energy'])
 
 
+def bundle_path(values: Mapping[str, Any]) -> str:
+    """Return the bundle ``model.bundle`` names, or the embedded default model's path."""
+    return str(values['model.bundle'] or default_bundle_path())
+
+
 def build_classifier(values: Mapping[str, Any]) -> Classifier:
     """Load the bundle named by ``model.bundle`` (or the embedded default) into a Classifier."""
-    bundle = values['model.bundle'] or default_bundle_path()
-    return Classifier(bundle, runtime_config(values), policy=build_policy(values))
+    return Classifier(bundle_path(values), runtime_config(values), policy=build_policy(values))
 
 
 def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Tuple[Dict, Any]:
@@ -258,12 +268,29 @@ def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Tupl
     return merged, policy
 
 
-def declare_parameters(node, table=PARAMETERS) -> Dict[str, Any]:
+def reload_refusal(changes: Mapping[str, Any], loaded: bool) -> Optional[str]:
+    """
+    Return why ``changes`` cannot apply now (None when they can).
+
+    :param changes: parameter name -> new value.
+    :param loaded: True while a model is loaded (the lifecycle node is configured).
+    """
+    needing = sorted(name for name in changes if name in BY_NAME and BY_NAME[name].reload)
+    if needing and loaded:
+        return (f'{", ".join(needing)} take(s) effect when the model and subscriptions are '
+                'made: change while unconfigured (deactivate, cleanup, set, configure)')
+    return None
+
+
+def declare_parameters(node, table=PARAMETERS,
+                       reload_read_only: bool = True) -> Dict[str, Any]:
     """
     Declare every parameter of ``table`` (default :data:`PARAMETERS`) on ``node``.
 
     :param node: an rclpy Node or LifecycleNode.
     :param table: the node's :class:`ParamSpec` entries.
+    :param reload_read_only: declare the ``reload`` parameters read-only (the plain node, which
+        loads once); False lets them change while unconfigured (the lifecycle node).
     :return: parameter name -> value after overrides (launch, YAML, command line).
     :raises ConfigError: an override is out of range or of the wrong kind.
     """
@@ -274,7 +301,7 @@ def declare_parameters(node, table=PARAMETERS) -> Dict[str, Any]:
     for spec in table:
         descriptor = ParameterDescriptor(description=spec.description,
                                          additional_constraints=spec.constraints,
-                                         read_only=spec.read_only)
+                                         read_only=spec.reload and reload_read_only)
         if spec.kind == 'int' and spec.low is not None:
             descriptor.integer_range = [IntegerRange(from_value=int(spec.low),
                                                      to_value=int(spec.high), step=1)]

@@ -52,6 +52,7 @@ CHAINS = {
 AUTO_CPU = ('torch', 'onnxruntime')
 AUTO_GPU = ('tensorrt', 'cuda')
 CHOICE_FILE = 'backend_choice.json'
+SCHEDULE_FILE = 'schedule_choice.json'
 
 
 class SegmentRun(NamedTuple):
@@ -231,8 +232,6 @@ class OnnxRuntimeBackend(Backend):
     def _load(self):
         import onnxruntime as ort  # noqa: PLC0415 - optional stack
         self.name = 'onnxruntime-cpu'
-        model = _deployable_model(self.bundle)
-        inputs = _segment_inputs(model, self.bundle.preprocessing.input_shape)
         folder = (self.config.cache_dir / 'onnx'
                   / f'{self.bundle.checksum[:16]}-torch{torch.__version__}-op{self.opset}')
         options = ort.SessionOptions()
@@ -240,15 +239,24 @@ class OnnxRuntimeBackend(Backend):
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
             options.inter_op_num_threads = self.config.threads
+        exportable = []  # (segments, example inputs): built only if a segment must be exported
+
+        def export(k: int, path: Path):
+            if not exportable:
+                model = _deployable_model(self.bundle)
+                exportable.extend((list(model.segments),
+                                   _segment_inputs(model, self.bundle.preprocessing.input_shape)))
+            segments, inputs = exportable
+            t0 = time.perf_counter()
+            _atomic_write(path, functools.partial(_export_segment, segments[k], inputs[k],
+                                                  opset=self.opset))
+            LOG.info('exported segment %d to %s in %.2f s', k, path, time.perf_counter() - t0)
+
         self.sessions = []
-        for k, seg in enumerate(model.segments):
+        for k in range(self.num_exits):
             path = folder / f'segment{k}.onnx'
             if not path.is_file():
-                t0 = time.perf_counter()
-                _atomic_write(path, functools.partial(_export_segment, seg, inputs[k],
-                                                      opset=self.opset))
-                LOG.info('exported segment %d to %s in %.2f s', k, path,
-                         time.perf_counter() - t0)
+                export(k, path)
             try:
                 session = ort.InferenceSession(str(path), options,
                                                providers=['CPUExecutionProvider'])
@@ -257,8 +265,7 @@ class OnnxRuntimeBackend(Backend):
                 LOG.warning('cached ONNX segment %s is unreadable (%s); exporting again', path,
                             exc)
                 path.unlink(missing_ok=True)
-                _atomic_write(path, functools.partial(_export_segment, seg, inputs[k],
-                                                      opset=self.opset))
+                export(k, path)
                 session = ort.InferenceSession(str(path), options,
                                                providers=['CPUExecutionProvider'])
             self.sessions.append(session)
@@ -440,11 +447,28 @@ def _read_choices(path: Path) -> dict:
         return {}
 
 
+def cached_decision(config: RuntimeConfig, file_name: str, key: str) -> Optional[dict]:
+    """Return the load-time decision cached under ``key`` in ``file_name`` (None if none)."""
+    value = _read_choices(config.cache_dir / file_name).get(key)
+    return value if isinstance(value, dict) else None
+
+
+def cache_decision(config: RuntimeConfig, file_name: str, key: str, value: dict):
+    """Cache a measured load-time decision; a cache that cannot be written only warns."""
+    path = config.cache_dir / file_name
+    try:
+        choices = _read_choices(path)
+        choices[key] = value
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(
+            json.dumps(choices, indent=1), encoding='utf-8'))
+    except OSError as exc:
+        LOG.warning('cannot cache the decision in %s: %s', path, exc)
+
+
 def _auto_cpu(bundle, config: RuntimeConfig, errors: list) -> tuple:
     """Measure the CPU candidates (or reuse the cached decision); return (backend, reason)."""
-    path = config.cache_dir / CHOICE_FILE
     key = f'{bundle.checksum}|{host_signature(config)}'
-    cached = _read_choices(path).get(key)
+    cached = cached_decision(config, CHOICE_FILE, key)
     if cached and cached.get('backend') in AUTO_CPU:
         order = [cached['backend']] + [c for c in AUTO_CPU if c != cached['backend']]
         for kind in order:
@@ -471,13 +495,7 @@ def _auto_cpu(bundle, config: RuntimeConfig, errors: list) -> tuple:
     if len(timings) == 1:
         why = f'only {best} loaded ({"; ".join(errors)})'
     else:
-        try:
-            choices = _read_choices(path)
-            choices[key] = {'backend': best, 'why': why, 'ms': timings}
-            _atomic_write(path, lambda tmp: Path(tmp).write_text(
-                json.dumps(choices, indent=1), encoding='utf-8'))
-        except OSError as exc:
-            LOG.warning('cannot cache the backend decision in %s: %s', path, exc)
+        cache_decision(config, CHOICE_FILE, key, {'backend': best, 'why': why, 'ms': timings})
     return loaded[best], why
 
 

@@ -26,7 +26,8 @@ from gfde_perception.bundle import Bundle, load_bundle
 from gfde_perception.errors import BackendError, ConfigError
 from gfde_perception.gating import exits_now
 from gfde_perception.preprocessing import preprocess
-from gfde_perception.runtime.backends import load_backend
+from gfde_perception.runtime.backends import (cache_decision, cached_decision, host_signature,
+                                              load_backend, SCHEDULE_FILE)
 from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.energy import EnergyMeter
 from gfde_perception.runtime.heads import choose_head_runner
@@ -61,8 +62,14 @@ class Classifier:
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f'config must be a RuntimeConfig, got {type(config).__name__}')
         self.config = config
-        self.bundle = (bundle_or_path if isinstance(bundle_or_path, Bundle)
-                       else load_bundle(bundle_or_path))
+        # Where the load-time went, in seconds per part, in order (the node logs it).
+        self.load_seconds = {}
+        t0 = time.perf_counter()
+        if isinstance(bundle_or_path, Bundle):
+            self.bundle = bundle_or_path
+        else:
+            self.bundle = load_bundle(bundle_or_path)
+            self.load_seconds['bundle'] = time.perf_counter() - t0
         bundle = self.bundle
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -87,7 +94,9 @@ class Classifier:
 
     def _setup(self, policy, energy_meter):
         config, bundle = self.config, self.bundle
+        mark = time.perf_counter()
         self._backend, self.backend_reason = load_backend(bundle, config)
+        mark = self._took('backend', mark)
         LOG.info('%s: backend %s (%s)', self.model_id, self._backend.name, self.backend_reason)
         # Heads always run on the host in fp32, from the reference (FFT) model's heads.
         cpu_model = bundle.build_model(deployable=False).eval()
@@ -99,6 +108,7 @@ class Classifier:
             self.head_impls.append(impl)
             LOG.debug('exit head %d runs in %s (%s)', k, impl, why)
         self.head_impls = tuple(self.head_impls)
+        mark = self._took('exit heads', mark)
         if config.exit_workers:
             self._pool = ThreadPoolExecutor(max_workers=config.exit_workers,
                                             thread_name_prefix='gfde-exit')
@@ -119,6 +129,7 @@ class Classifier:
         self.speculative = config.schedule != 'sequential' and self._pool is not None
         self.schedule_reason = ('forced by configuration' if self._pool is not None else
                                 'sequential: exit heads run inline (exit_workers=0)')
+        mark = self._took('pool and energy counter', mark)
         self._warm_up()
 
     # -- public API -------------------------------------------------------------------------
@@ -294,14 +305,23 @@ class Classifier:
         rng = np.random.default_rng(0)
         return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(max(n, 1))]
 
+    def _took(self, part: str, since: float) -> float:
+        """Note in :attr:`load_seconds` that ``part`` took since ``since``; return now."""
+        now = time.perf_counter()
+        self.load_seconds[part] = now - since
+        return now
+
     def _warm_up(self):
         config = self.config
         images = self._synthetic_images(4)
         policy = self._policy
+        mark = time.perf_counter()
         for i in range(config.warmup):
             self._classify(images[i % len(images)], policy, self.speculative, self.pooled_heads)
+        mark = self._took('warm-up', mark)
         if config.schedule == 'auto' and self._pool is not None:
             self._choose_schedule(images, policy)
+            self._took('schedule', mark)
         self.profile.clear()
 
     def _choose_schedule(self, images: list, policy: ExitPolicy):
@@ -310,10 +330,20 @@ class Classifier:
 
         Speculative and sequential both hand exit heads to the worker pool; 'inline' runs them
         on the backbone's thread. Where both sides share the CPU the hand-off can cost more
-        than any overlap gains, and only a measurement on this machine can tell.
+        than any overlap gains, and only a measurement on this machine can tell. The decision
+        is cached per bundle, backend, worker count and host, like the backend's, so that a
+        restart does not measure again.
         """
         plans = {'speculative': (True, True), 'sequential': (False, True),
                  'inline heads': (False, False)}
+        key = (f'{self.bundle.checksum}|{self._backend.name}|workers={self.config.exit_workers}'
+               f'|{host_signature(self.config)}')
+        cached = cached_decision(self.config, SCHEDULE_FILE, key)
+        if cached and cached.get('plan') in plans:
+            self.speculative, self.pooled_heads = plans[cached['plan']]
+            self.schedule_reason = ('cached decision for this bundle, backend and host: '
+                                    f'{cached.get("why", "")}')
+            return
         samples = {name: [] for name in plans}
         for i in range(self.config.measure_iters):
             for name, (speculative, pooled) in plans.items():
@@ -326,6 +356,8 @@ class Classifier:
         self.schedule_reason = (f'{best}: measured median {timings} over '
                                 f'{self.config.measure_iters} frames each on '
                                 f'{self._backend.name}')
+        cache_decision(self.config, SCHEDULE_FILE, key,
+                       {'plan': best, 'why': self.schedule_reason})
         LOG.info('%s: schedule %s, exit heads %s (%s)', self.model_id, self.schedule,
                  self.exit_device, self.schedule_reason)
 

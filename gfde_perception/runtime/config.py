@@ -37,7 +37,8 @@ class RuntimeConfig:
         the next one in its chain with an error message.
     :ivar precision: 'fp16' (default on GPU backends) or 'fp32'. CPU backends always run fp32.
     :ivar schedule: 'speculative' (segment k+1 runs while exit k is decided), 'sequential', or
-        'auto' (measure both at warm-up and keep the faster).
+        'auto' (measure at the first load on this host, keep the fastest and cache the
+        decision).
     :ivar exit_workers: threads of the CPU pool that runs exit heads and gates; 0 runs them
         inline on the calling thread (no hand-off, no speculation: schedule is sequential).
     :ivar top_k: length of the top-k list in each result (clipped to the number of classes).

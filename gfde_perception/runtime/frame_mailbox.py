@@ -34,6 +34,11 @@ class LatestFrameMailbox:
             self._cond.notify()
             return old
 
+    def peek(self, topic: Hashable) -> Optional[Any]:
+        """Return the frame waiting in ``topic``'s slot without taking it (None if empty)."""
+        with self._cond:
+            return self._slots.get(topic)
+
     def get(self, timeout: Optional[float] = None) -> Optional[Tuple[Hashable, Any]]:
         """Take the oldest-waiting topic's newest frame; None on timeout or when closed."""
         with self._cond:
