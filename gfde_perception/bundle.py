@@ -167,9 +167,19 @@ class Bundle:
             (:func:`gfde_perception.models.to_deployable`, no FFT needed); models without
             global filters are returned as they are.
         """
-        model = build_from_config(self.config)
+        # Built on the meta device and given the bundle's tensors: no random initialisation of
+        # weights that are replaced anyway (a measurable part of a node's start-up).
+        with torch.device('meta'):
+            model = build_from_config(self.config)
         check_weights(model, self.state_dict)
-        model.load_state_dict(dict(self.state_dict), strict=True)
+        expected = model.state_dict()
+        state = {k: v.to('cpu', expected[k].dtype, copy=True) for k, v in self.state_dict.items()}
+        model.load_state_dict(state, strict=True, assign=True)
+        if any(t.is_meta for t in model.buffers()):
+            # A buffer that the state_dict does not hold (computed at construction): build
+            # for real instead.
+            model = build_from_config(self.config)
+            model.load_state_dict(state, strict=True)
         model.eval()
         if deployable and isinstance(model, GFDE):
             model = to_deployable(model)

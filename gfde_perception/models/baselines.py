@@ -21,7 +21,7 @@ from typing import Mapping
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.models.gfde import GFDEOutput
-from gfde_perception.models.layers import config_from_dict, config_to_dict
+from gfde_perception.models.layers import config_from_dict, config_to_dict, conv_init_
 import torch
 from torch import nn
 
@@ -305,14 +305,14 @@ class SingleExitModel(nn.Module):
 
 def _init(module: nn.Module) -> None:
     if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+        conv_init_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, 0, 0.01)
+        nn.init.trunc_normal_(module.weight, std=0.01)
         nn.init.zeros_(module.bias)
 
 

@@ -29,7 +29,8 @@ from typing import Mapping, Optional
 
 from gfde_perception.errors import ConfigError
 from gfde_perception.models.layers import (
-    _circular_pad, config_from_dict, config_to_dict, DropPath, GlobalFilter, StagedBackbone)
+    _circular_pad, config_from_dict, config_to_dict, conv_init_, DropPath, GlobalFilter,
+    StagedBackbone)
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -318,7 +319,7 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+        conv_init_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
