@@ -179,15 +179,27 @@ def test_server_answers_arrive_once_with_the_original_header(context, bundle):
     rig = Rig(robot, server, context)
     try:
         rig.wait_for_subscribers()
-        rig.send(6, 0.1)
-        results = rig.wait_for(6)
+        rig.send(6, 0.3)
+        # A frame that arrives while the robot is still busy is superseded by the next one (the
+        # node keeps the newest frame, and counts the other): every frame the robot took is
+        # answered exactly once, and the books add up to the six frames sent.
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            counts = robot.snapshot()
+            if len(rig.wait_for(0, timeout=0)) + counts['dropped.superseded'] >= 6:
+                break
+            time.sleep(0.05)
         time.sleep(0.3)  # nothing more may arrive
-        answers = _answers_by_frame(rig.wait_for(7, timeout=0.1))
-        assert answers == {i: ['server'] for i in range(1, 7)}
-        assert all(msg.exit_index == 2 and msg.model_id == bundle.model_id for msg in results)
+        results = rig.wait_for(7, timeout=0.1)
+        answers = _answers_by_frame(results)
         counts = robot.snapshot()
-        assert counts['offloaded'] == counts['server'] == 6 and counts['fallback'] == 0
-        assert server.snapshot()['answered'] == 6
+        assert all(by == ['server'] for by in answers.values()), answers
+        assert len(answers) + counts['dropped.superseded'] == 6, (answers, counts)
+        assert len(answers) >= 3  # at this spacing most frames are processed
+        assert all(msg.exit_index == 2 and msg.model_id == bundle.model_id for msg in results)
+        assert counts['offloaded'] == counts['server'] == len(answers)
+        assert counts['fallback'] == 0
+        assert server.snapshot()['answered'] == len(answers)
     finally:
         rig.close()
 

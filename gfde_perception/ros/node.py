@@ -92,7 +92,7 @@ class ClassifierNodeMixin:
     worker: Optional[InferenceWorker] = None
 
     def _setup_parameters(self, reload_read_only: bool = True):
-        self.values = params.declare_parameters(self, reload_read_only)
+        self.values = params.declare_parameters(self, reload_read_only=reload_read_only)
         self.bounds = params.health_bounds(self.values)
         self.stats = PipelineStats(self.values['diagnostics.window_s'])
         self._subscriptions_io = []
