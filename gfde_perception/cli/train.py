@@ -8,6 +8,7 @@ Examples::
     gfde-train --config config/train_default.yaml              # teacher, student, exits
     gfde-train --config config/train_default.yaml --step student
     gfde-train --config my.yaml --set student.optim.epochs=2 --set data.max_train=500
+    gfde-train --config config/train_imagefolder.yaml --time-budget 20   # plan epochs to fit
     gfde-train --config config/train_default.yaml --step split    # after 'all': split model
 
 Every step resumes from its checkpoint in ``output_dir``; a finished step is not re-run unless
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='override a config value, e.g. student.optim.epochs=3')
     parser.add_argument('--output-dir', help='override output_dir')
     parser.add_argument('--bundle', help='override the bundle path')
+    parser.add_argument('--time-budget', type=float, metavar='MINUTES',
+                        help='plan the epochs so that the whole run fits in MINUTES '
+                             '(sets time_budget_minutes; measured step times, printed first)')
     parser.add_argument('--restart', action='store_true',
                         help='ignore checkpoints of the steps being run and start over')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -67,6 +71,8 @@ def main(argv=None) -> int:
             data['output_dir'] = args.output_dir
         if args.bundle:
             data['bundle'] = args.bundle
+        if args.time_budget is not None:
+            data['time_budget_minutes'] = args.time_budget
         cfg = TrainConfig.from_dict(apply_overrides(data, args.set))
         metrics = run(cfg, step=args.step, restart=args.restart, progress=not args.no_progress)
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
