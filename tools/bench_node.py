@@ -57,7 +57,7 @@ from gfde_perception.bundle import default_bundle_path
 from gfde_perception.image_codec import array_to_compressed, compressed_to_array
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import array_to_imgmsg, imgmsg_to_array, result_to_msg
-from gfde_perception.ros.node import ClassifierNode, params_qos
+from gfde_perception.ros.node import ClassifierNode
 from gfde_perception.runtime import Classifier, RuntimeConfig
 from gfde_perception.workspace import dds_environment, node_command, start_node, stop_node
 import numpy as np
@@ -295,14 +295,14 @@ class Bench:
             # The bare subscriber: the node's own camera and output QoS, classify inline.
             self.bare = rclpy.create_node('gfde_bench_bare_subscriber')
             bare_out = self.bare.create_publisher(Classification, 'bare/classification',
-                                                  params_qos(params.DEFAULTS, 'output'))
+                                                  params.qos_profile(params.DEFAULTS, 'output'))
 
             def on_bare_image(msg):
                 result = classifier.classify(imgmsg_to_array(msg))
                 bare_out.publish(result_to_msg(result, header=msg.header, top_k=5))
 
             self.bare.create_subscription(Image, TOPICS['bare'], on_bare_image,
-                                          params_qos(params.DEFAULTS, 'qos'))
+                                          params.qos_profile(params.DEFAULTS, 'qos'))
             self.probe.create_subscription(Classification, 'bare/classification',
                                            self._collector('bare'), reliable)
             self.pubs['bare'] = self.probe.create_publisher(Image, TOPICS['bare'], CAMERA_QOS)

@@ -21,6 +21,9 @@ import copy
 from typing import Optional, Sequence
 import warnings
 
+from gfde_perception.models.gfde import GFDE, GFDEConfig, Segment
+from gfde_perception.models.gfnet import _replace, GFNet
+from gfde_perception.models.gfnet_c import deployable_gfnet_c, GFNetC, GlobalFilter2d
 from gfde_perception.models.layers import (
     CircularConvFilter, deploy_form, DFTMatmulFilter, GlobalFilter)
 import torch
@@ -54,9 +57,6 @@ def to_deployable(model: nn.Module, form: str = 'deploy') -> nn.Module:
     """
     if form not in DEPLOY_FORMS:
         raise ValueError(f'form must be one of {DEPLOY_FORMS}, got {form!r}')
-    from gfde_perception.models.gfde import GFDE, GFDEConfig
-    from gfde_perception.models.gfnet import _replace, GFNet
-    from gfde_perception.models.gfnet_c import deployable_gfnet_c, GFNetC, GlobalFilter2d
     if isinstance(model, GFNetC):
         return deployable_gfnet_c(model).train(model.training)
     if isinstance(model, GFDE) and isinstance(model.backbone, GFNetC):
@@ -117,8 +117,6 @@ def export_onnx(module: nn.Module, path: str, example_input: torch.Tensor,
     :param external_data: store weights in a side file (only needed above 2 GB).
     :return: ``path``.
     """
-    from gfde_perception.models.gfde import GFDE, Segment
-    from gfde_perception.models.gfnet_c import GlobalFilter2d
     if deployable and any(isinstance(m, (GlobalFilter, GlobalFilter2d))
                           for m in module.modules()):
         module = to_deployable(module)

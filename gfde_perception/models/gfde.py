@@ -21,11 +21,10 @@ runs the segments on its accelerator and the heads on the CPU, and decides outsi
 """
 
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Optional
-
-from typing import Union
+from typing import Mapping, NamedTuple, Optional, Union
 
 from gfde_perception.errors import ConfigError
+from gfde_perception.models.flops import exit_head_cost
 from gfde_perception.models.gfnet import _init_weights, GFNet, GFNetConfig
 from gfde_perception.models.gfnet_c import GFNetC, GFNetCConfig
 import torch
@@ -359,7 +358,6 @@ class GFDE(nn.Module):
         ``norm_pool_macs`` (LayerNorm and pooling, run at the end of the segment) and
         ``head_macs`` (the head proper, run on the CPU worker).
         """
-        from gfde_perception.models.flops import exit_head_cost
         return exit_head_cost(self)
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -28,6 +28,26 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def classifier_facts(classifier, last, topics) -> dict:
+    """
+    Return the static facts of a classifier node: backend, exit device, model, policy, topics.
+
+    :param classifier: the loaded classifier, or None (reported as 'not loaded').
+    :param last: the last result published, or None.
+    :param topics: the camera topic names.
+    :return: the ``info`` of :func:`status_values`.
+    """
+    policy = getattr(classifier, 'policy', None)
+    return {
+        'backend': getattr(classifier, 'backend', '') if classifier is not None else 'not loaded',
+        'exit_device': last.exit_device if last is not None else '',
+        'model_id': getattr(classifier, 'model_id', '') or (last.model_id if last else ''),
+        'policy': policy.describe() if hasattr(policy, 'describe') else str(policy or ''),
+        'num_exits': getattr(classifier, 'num_exits', 0) if classifier is not None else 0,
+        'topics': ' '.join(topics),
+    }
+
+
 def status_values(snapshot: StatsSnapshot, info: dict) -> list:
     """
     Return the ``(key, value)`` pairs of one diagnostic status, values as strings.
@@ -105,3 +125,15 @@ def build_array(stamp, statuses) -> DiagnosticArray:
     array.header.stamp = stamp
     array.status = list(statuses)
     return array
+
+
+def publish(node, publisher, statuses) -> None:
+    """
+    Publish ``statuses`` on ``publisher`` in one DiagnosticArray stamped with ``node``'s clock.
+
+    Never raises: a failed publish is logged, diagnostics must not take a node down.
+    """
+    try:
+        publisher.publish(build_array(node.get_clock().now().to_msg(), statuses))
+    except Exception as exc:  # noqa: B902 - any publish failure is only logged
+        node.get_logger().warning(f'diagnostics publish failed: {exc!r}')

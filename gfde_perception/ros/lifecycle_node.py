@@ -26,8 +26,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification
 from gfde_perception.errors import GfdeError
 from gfde_perception.ros import parameters as params
+from gfde_perception.ros.executable import spin_node
 from gfde_perception.ros.node import (ClassifierNodeMixin, DEFAULT_NODE_NAME,
-                                      DIAGNOSTICS_TOPIC, OUTPUT_TOPIC, params_qos, spin_node)
+                                      DIAGNOSTICS_TOPIC, OUTPUT_TOPIC)
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 
@@ -62,7 +63,7 @@ class ClassifierLifecycleNode(ClassifierNodeMixin, LifecycleNode):
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._publisher = self.create_lifecycle_publisher(
-            Classification, OUTPUT_TOPIC, params_qos(self.values, 'output'))
+            Classification, OUTPUT_TOPIC, params.qos_profile(self.values, 'output'))
         self._diag_publisher = self.create_lifecycle_publisher(
             DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._create_subscriptions()

@@ -14,56 +14,27 @@ executor never blocks on inference. The worker also keeps the books: every frame
 is published or counted with its reason (docs/NODE.md states the identity).
 """
 
-import math
-import os
 import sys
 import time
 from typing import Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification
-from gfde_perception.errors import ConfigError, GfdeError
+from gfde_perception.errors import ConfigError
+from gfde_perception.ros import diagnostics
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.camera_input import CameraGate, CameraInput
 from gfde_perception.ros.conversions import result_to_msg, serialized_header
-from gfde_perception.ros.diagnostics import build_array, build_status
+from gfde_perception.ros.executable import process_age_s, spin_node
 from gfde_perception.runtime.policies import DEFAULT_POLICY
 from gfde_perception.runtime.worker import Frame, FrameTiming, InferenceWorker
 from gfde_perception.stats import PipelineStats
 from rcl_interfaces.msg import SetParametersResult
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
-                       QoSReliabilityPolicy)
 
 OUTPUT_TOPIC = 'classification'
 DIAGNOSTICS_TOPIC = '/diagnostics'
 DEFAULT_NODE_NAME = 'gfde_classifier'
-
-
-def params_qos(values: dict, prefix: str) -> QoSProfile:
-    """Return the keep-last, volatile QoS of ``<prefix>.reliability`` and ``<prefix>.depth``."""
-    return QoSProfile(
-        history=QoSHistoryPolicy.KEEP_LAST, depth=int(values[f'{prefix}.depth']),
-        reliability=(QoSReliabilityPolicy.RELIABLE
-                     if values[f'{prefix}.reliability'] == 'reliable'
-                     else QoSReliabilityPolicy.BEST_EFFORT),
-        durability=QoSDurabilityPolicy.VOLATILE)
-
-
-def process_age_s() -> float:
-    """Return the seconds since this process started (NaN where ``/proc`` cannot tell)."""
-    try:
-        with open('/proc/self/stat', encoding='ascii') as f:
-            # Fields after the command name, which is in parentheses and may hold spaces;
-            # the 22nd field of the line, the start time in clock ticks, is the 20th here.
-            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
-        with open('/proc/uptime', encoding='ascii') as f:
-            uptime = float(f.read().split()[0])
-        return uptime - ticks / os.sysconf('SC_CLK_TCK')
-    except (OSError, ValueError, IndexError):
-        return math.nan
 
 
 def load_report(classifier, seconds: float, path: str = '') -> str:
@@ -145,7 +116,7 @@ class ClassifierNodeMixin:
                                    'process started')
 
     def _create_subscriptions(self):
-        qos = params_qos(self.values, 'qos')
+        qos = params.qos_profile(self.values, 'qos')
         for name in self.values['topics']:
             camera = CameraInput(self, name, qos, self._camera_gate,
                                  lambda: self.values['decode.max_bytes'])
@@ -161,39 +132,22 @@ class ClassifierNodeMixin:
 
     def _diagnostics_tick(self):
         publisher = self._diag_publisher
-        if publisher is None:
-            return
-        status = build_status(f'{self.get_name()}: classifier', self.stats.snapshot(),
-                              self.bounds, self.describe())
-        try:
-            publisher.publish(build_array(self.get_clock().now().to_msg(), [status]))
-        except Exception as exc:  # diagnostics must never take the node down
-            self.get_logger().warning(f'diagnostics publish failed: {exc!r}')
+        if publisher is not None:
+            status = diagnostics.build_status(f'{self.get_name()}: classifier',
+                                              self.stats.snapshot(), self.bounds, self.describe())
+            diagnostics.publish(self, publisher, [status])
 
     def describe(self) -> dict:
         """Return static facts for diagnostics: backend, exit device, model, policy, topics."""
-        clf = self.classifier
-        last = self.worker.last_result if self.worker is not None else None
-        policy = getattr(clf, 'policy', None)
-        return {
-            'backend': getattr(clf, 'backend', '') if clf is not None else 'not loaded',
-            'exit_device': last.exit_device if last is not None else '',
-            'model_id': getattr(clf, 'model_id', '') or (last.model_id if last else ''),
-            'policy': policy.describe() if hasattr(policy, 'describe') else str(policy or ''),
-            'num_exits': getattr(clf, 'num_exits', 0) if clf is not None else 0,
-            'topics': ' '.join(sub.topic_name for sub in self._subscriptions_io),
-        }
+        worker = self.worker
+        return diagnostics.classifier_facts(
+            self.classifier, worker.last_result if worker is not None else None,
+            [sub.topic_name for sub in self._subscriptions_io])
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {p.name: p.value for p in parameters}
         try:
-            refusal = params.reload_refusal(changes, loaded=self.classifier is not None)
-            if refusal:
-                raise ConfigError(refusal)
-            merged, policy = params.check_update(self.values, changes)
-            if policy is not None and self.classifier is not None:
-                # Binding validates the policy against the model (exit count, force index).
-                self.classifier.set_policy(policy)
+            merged, policy = params.check_update(self.values, changes, self.classifier)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.values = merged
@@ -240,7 +194,7 @@ class ClassifierNode(ClassifierNodeMixin, Node):
             classifier = self._load_classifier(params.build_classifier)
         self._attach_classifier(classifier)
         self._publisher = self.create_publisher(Classification, OUTPUT_TOPIC,
-                                                params_qos(self.values, 'output'))
+                                                params.qos_profile(self.values, 'output'))
         self._diag_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         # The worker runs before the first frame can arrive: none is discarded as inactive.
         self.worker.start()
@@ -262,28 +216,6 @@ class ClassifierNode(ClassifierNodeMixin, Node):
             self.classifier.close()
         self.classifier = None
         return super().destroy_node()
-
-
-def spin_node(node_factory: Callable, args=None) -> int:
-    """Init rclpy, build a node, spin it on a SingleThreadedExecutor until shutdown."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = node_factory()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except GfdeError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
 
 
 def main(args=None) -> int:

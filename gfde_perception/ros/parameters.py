@@ -242,15 +242,22 @@ def build_classifier(values: Mapping[str, Any]) -> Classifier:
     return Classifier(bundle_path(values), runtime_config(values), policy=build_policy(values))
 
 
-def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Tuple[Dict, Any]:
+def check_update(current: Mapping[str, Any], changes: Mapping[str, Any],
+                 classifier=None) -> Tuple[Dict, Any]:
     """
     Validate a run-time change of parameters and build what it implies.
 
     :param current: the values in force.
     :param changes: parameter name -> new value.
-    :return: ``(merged values, new policy or None)``; the policy is not yet bound.
-    :raises ConfigError: a value is invalid, or the change leaves an unusable policy.
+    :param classifier: the loaded model, or None while none is (then ``reload`` parameters may
+        change); a new exit policy is bound to it, which checks it against the model.
+    :return: ``(merged values, new policy or None)``; the policy is bound only to ``classifier``.
+    :raises ConfigError: a ``reload`` parameter changes while a model is loaded, a value is
+        invalid, or the change leaves an unusable policy (or one the model refuses).
     """
+    refusal = reload_refusal(changes, loaded=classifier is not None)
+    if refusal:
+        raise ConfigError(refusal)
     for name, value in changes.items():
         spec = BY_NAME.get(name)
         if spec is None:
@@ -265,6 +272,8 @@ def check_update(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Tupl
         policy = build_policy(merged)
     if any(name.startswith('diagnostics.') for name in changes):
         health_bounds(merged)
+    if policy is not None and classifier is not None:
+        classifier.set_policy(policy)  # binding validates it (exit count, force index)
     return merged, policy
 
 
@@ -280,6 +289,19 @@ def reload_refusal(changes: Mapping[str, Any], loaded: bool) -> Optional[str]:
         return (f'{", ".join(needing)} take(s) effect when the model and subscriptions are '
                 'made: change while unconfigured (deactivate, cleanup, set, configure)')
     return None
+
+
+def qos_profile(values: Mapping[str, Any], prefix: str):
+    """Return the keep-last, volatile QoS of ``<prefix>.reliability`` and ``<prefix>.depth``."""
+    # rclpy here, not at the top: the table above is read without ROS (launch test, docs).
+    from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
+                           QoSReliabilityPolicy)
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST, depth=int(values[f'{prefix}.depth']),
+        reliability=(QoSReliabilityPolicy.RELIABLE
+                     if values[f'{prefix}.reliability'] == 'reliable'
+                     else QoSReliabilityPolicy.BEST_EFFORT),
+        durability=QoSDurabilityPolicy.VOLATILE)
 
 
 def declare_parameters(node, table=PARAMETERS,

@@ -25,7 +25,7 @@ from gfde_msgs.msg import Classification, SplitFeatures
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import (
     compressed_imgmsg_to_array, imgmsg_to_array, packet_to_featuresmsg, result_to_msg)
-from gfde_perception.ros.node import params_qos, spin_node
+from gfde_perception.ros.executable import spin_node
 from gfde_perception.ros.split_diagnostics import publish_counts
 from gfde_perception.ros.split_parameters import bundle_path, ROBOT_PARAMETERS
 from gfde_perception.runtime.split import PendingAnswers, SplitRobot
@@ -102,7 +102,7 @@ class SplitRobotNode(Node):
         self.stats = PipelineStats()
         self.answered_on_robot = 0
         self._lock = threading.Lock()  # the output publisher: worker and executor threads
-        features_qos = params_qos(self.values, 'features')
+        features_qos = params.qos_profile(self.values, 'features')
         self._output = self.create_publisher(Classification, OUTPUT_TOPIC, features_qos)
         self._features = self.create_publisher(SplitFeatures, FEATURES_TOPIC, features_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -112,7 +112,7 @@ class SplitRobotNode(Node):
             CompressedImage if compressed else Image, IMAGE_TOPIC,
             lambda msg: self.worker.submit(msg, self._image_sub.topic_name, decode,
                                            stamp_to_ns(msg.header.stamp)),
-            params_qos(self.values, 'qos'))
+            params.qos_profile(self.values, 'qos'))
         self._result_sub = self.create_subscription(Classification, RESULT_TOPIC,
                                                     self._on_server_result, features_qos)
         self.worker = InferenceWorker(self.side, self._on_result, self._now_ns, self.stats,

@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from gfde_msgs.msg import Classification, SplitFeatures
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.conversions import featuresmsg_to_packet, result_to_msg
-from gfde_perception.ros.node import params_qos, spin_node
+from gfde_perception.ros.executable import spin_node
 from gfde_perception.ros.split_diagnostics import publish_counts
 from gfde_perception.ros.split_parameters import bundle_path, SERVER_PARAMETERS
 from gfde_perception.runtime.split import SplitServer
@@ -70,7 +70,7 @@ class SplitServerNode(Node):
         self.values = params.declare_parameters(self, SERVER_PARAMETERS)
         self.server = server if server is not None else build_server(self.values)
         self.stats = PipelineStats()
-        qos = params_qos(self.values, 'features')
+        qos = params.qos_profile(self.values, 'features')
         self._output = self.create_publisher(Classification, RESULT_TOPIC, qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._sub = self.create_subscription(

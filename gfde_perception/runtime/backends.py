@@ -35,6 +35,7 @@ import warnings
 
 from gfde_perception.errors import BackendError
 from gfde_perception.runtime.config import RuntimeConfig
+from gfde_perception.runtime.engine_cache import EngineCache
 import numpy as np
 import torch
 
@@ -176,7 +177,7 @@ def host_signature(config: RuntimeConfig) -> str:
     except OSError:
         pass
     try:
-        import onnxruntime  # noqa: PLC0415
+        import onnxruntime  # noqa: PLC0415 - optional stack: its version, if installed
         ort = onnxruntime.__version__
     except ImportError:
         ort = 'none'
@@ -395,7 +396,6 @@ class TensorRTBackend(CudaBackend):
 
     def _load(self):
         self._require_cuda()
-        from gfde_perception.runtime.engine_cache import EngineCache  # noqa: PLC0415
         import torch_tensorrt  # noqa: PLC0415 - optional stack
         self.name = f'tensorrt-{self.config.precision}'
         model = _deployable_model(self.bundle)
