@@ -72,11 +72,6 @@ def _check_consistency(config, spec: PreprocessSpec, labels: tuple, gate: GateCo
     if len(labels) != config.num_classes:
         raise BundleManifestError(
             f'{len(labels)} labels for a model with num_classes={config.num_classes}')
-    if not all(isinstance(lb, str) and lb.strip() for lb in labels):
-        raise BundleManifestError('labels must be non-empty strings')
-    if len(set(labels)) != len(labels):
-        dup = sorted({lb for lb in labels if labels.count(lb) > 1})
-        raise BundleManifestError(f'duplicate labels: {dup[:5]}')
     if len(gate.thresholds) != len(config.exit_blocks):
         raise BundleManifestError(
             f'{len(gate.thresholds)} gate thresholds for {len(config.exit_blocks)} early exits '
@@ -84,19 +79,17 @@ def _check_consistency(config, spec: PreprocessSpec, labels: tuple, gate: GateCo
 
 
 @dataclass(frozen=True, eq=False)
-class Bundle:
+class BundleFields:
     """
-    A servable model: weights plus everything needed to use them.
+    The fields every kind of bundle carries, checked when one is made.
 
-    :ivar name: model id (reported with every result).
-    :ivar config: architecture: the config of a registered model family.
-    :ivar preprocessing: the one preprocessing the model was trained with.
-    :ivar labels: class names, one per output.
-    :ivar gate: exit metric and one threshold per early exit.
-    :ivar state_dict: the model's weights (name -> tensor, CPU).
-    :ivar provenance: how the model was made (free JSON: data, teacher, commands, dates).
-    :ivar metrics: measured quality (free JSON: accuracy per exit, calibration, ...).
-    :ivar checksum: SHA-256 hex of the stored content ('' until saved or loaded).
+    :class:`Bundle` (one model) and :class:`gfde_perception.split_bundle.SplitBundle` (a split
+    model) build on it and add the checks of their model config; see :class:`Bundle` for what
+    each field holds.
+
+    :raises BundleManifestError: an empty name, preprocessing or gate of the wrong type,
+        provenance or metrics that are not JSON objects, labels that are not distinct
+        non-empty strings.
     """
 
     name: str
@@ -114,9 +107,6 @@ class Bundle:
         if not isinstance(self.name, str) or not self.name:
             raise BundleManifestError(f'bundle name must be a non-empty string, '
                                       f'got {self.name!r}')
-        if not any(type(self.config) is family[0] for family in FAMILIES.values()):
-            raise BundleManifestError(f'config must be a registered model config, got '
-                                      f'{type(self.config).__name__}')
         for attr, kind in (('preprocessing', PreprocessSpec), ('gate', GateConfig)):
             if not isinstance(getattr(self, attr), kind):
                 raise BundleManifestError(f'{attr} must be a {kind.__name__}, got '
@@ -130,6 +120,47 @@ class Bundle:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
                 raise BundleManifestError(f'{attr} is not JSON-serialisable: {exc}') from None
+        labels = self.labels
+        if not all(isinstance(lb, str) and lb.strip() for lb in labels):
+            raise BundleManifestError('labels must be non-empty strings')
+        if len(set(labels)) != len(labels):
+            dup = sorted({lb for lb in labels if labels.count(lb) > 1})
+            raise BundleManifestError(f'duplicate labels: {dup[:5]}')
+
+    def manifest(self) -> dict:
+        """Return the JSON manifest stored in the file."""
+        return {
+            'name': self.name,
+            'model': self.config.to_dict(),
+            'preprocessing': self.preprocessing.to_dict(),
+            'labels': list(self.labels),
+            'gate': self.gate.to_dict(),
+            'provenance': dict(self.provenance),
+            'metrics': dict(self.metrics),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle(BundleFields):
+    """
+    A servable model: weights plus everything needed to use them.
+
+    :ivar name: model id (reported with every result).
+    :ivar config: architecture: the config of a registered model family.
+    :ivar preprocessing: the one preprocessing the model was trained with.
+    :ivar labels: class names, one per output.
+    :ivar gate: exit metric and one threshold per early exit.
+    :ivar state_dict: the model's weights (name -> tensor, CPU).
+    :ivar provenance: how the model was made (free JSON: data, teacher, commands, dates).
+    :ivar metrics: measured quality (free JSON: accuracy per exit, calibration, ...).
+    :ivar checksum: SHA-256 hex of the stored content ('' until saved or loaded).
+    """
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not any(type(self.config) is family[0] for family in FAMILIES.values()):
+            raise BundleManifestError(f'config must be a registered model config, got '
+                                      f'{type(self.config).__name__}')
         _check_consistency(self.config, self.preprocessing, self.labels, self.gate)
 
     @classmethod
@@ -146,18 +177,6 @@ class Bundle:
               model.state_dict().items()}
         return cls(name, model.config, preprocessing, tuple(labels), gate, sd,
                    dict(provenance or {}), dict(metrics or {}))
-
-    def manifest(self) -> dict:
-        """Return the JSON manifest stored in the file."""
-        return {
-            'name': self.name,
-            'model': self.config.to_dict(),
-            'preprocessing': self.preprocessing.to_dict(),
-            'labels': list(self.labels),
-            'gate': self.gate.to_dict(),
-            'provenance': dict(self.provenance),
-            'metrics': dict(self.metrics),
-        }
 
     def build_model(self, deployable: bool = False):
         """

@@ -17,13 +17,14 @@ config is a SplitConfig (this needs the registry to hold a family whose config n
 families' configs).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import json
 from pathlib import Path
 from typing import Mapping, Optional
 
 from gfde_perception.bundle import (
-    check_weights, FORMAT_VERSION, MANIFEST_KEYS, read_bundle_file, write_bundle_file)
+    BundleFields, check_weights, FORMAT_VERSION, MANIFEST_KEYS, read_bundle_file,
+    write_bundle_file)
 from gfde_perception.errors import BundleManifestError, BundleMismatchError, ConfigError
 from gfde_perception.gating import GateConfig
 from gfde_perception.models.split import (
@@ -38,7 +39,7 @@ def default_split_bundle_path() -> Path:
 
 
 @dataclass(frozen=True, eq=False)
-class SplitBundle:
+class SplitBundle(BundleFields):
     """
     A servable split model: both halves' weights and everything needed to use them.
 
@@ -46,30 +47,13 @@ class SplitBundle:
     and ``gate`` holding one threshold per robot exit (``config.split`` of them).
     """
 
-    name: str
     config: SplitConfig
-    preprocessing: PreprocessSpec
-    labels: tuple
-    gate: GateConfig
-    state_dict: Mapping = field(repr=False)
-    provenance: Mapping = field(default_factory=dict)
-    metrics: Mapping = field(default_factory=dict)
-    checksum: str = ''
 
     def __post_init__(self):
-        object.__setattr__(self, 'labels', tuple(self.labels))
-        if not isinstance(self.name, str) or not self.name:
-            raise BundleManifestError(f'bundle name must be a non-empty string, '
-                                      f'got {self.name!r}')
-        for attr, kind in (('config', SplitConfig), ('preprocessing', PreprocessSpec),
-                           ('gate', GateConfig)):
-            if not isinstance(getattr(self, attr), kind):
-                raise BundleManifestError(f'{attr} must be a {kind.__name__}')
-        for attr in ('provenance', 'metrics'):
-            try:
-                json.dumps(dict(getattr(self, attr)))
-            except (TypeError, ValueError) as exc:
-                raise BundleManifestError(f'{attr} is not a JSON object: {exc}') from None
+        super().__post_init__()
+        if not isinstance(self.config, SplitConfig):
+            raise BundleManifestError(f'config must be a SplitConfig, got '
+                                      f'{type(self.config).__name__}')
         spec, cfg = self.preprocessing, self.config
         if (spec.channels,) + tuple(spec.input_size) != cfg.input_shape:
             raise BundleManifestError(
@@ -78,9 +62,8 @@ class SplitBundle:
         if len(self.gate.thresholds) != cfg.split:
             raise BundleManifestError(f'{len(self.gate.thresholds)} gate thresholds for '
                                       f'{cfg.split} robot exits')
-        if not self.labels or not all(isinstance(lb, str) and lb for lb in self.labels) \
-                or len(set(self.labels)) != len(self.labels):
-            raise BundleManifestError('labels must be distinct non-empty strings')
+        if not self.labels:
+            raise BundleManifestError('a split bundle needs labels')
 
     @property
     def model_id(self) -> str:
@@ -121,14 +104,10 @@ class SplitBundle:
         return model.quantiser.eval()
 
     def manifest(self) -> dict:
-        """Return the JSON manifest stored in the file."""
-        model = self.config.to_dict()
-        model['quantisation'] = self.quantisation()
-        return {
-            'name': self.name, 'model': model, 'preprocessing': self.preprocessing.to_dict(),
-            'labels': list(self.labels), 'gate': self.gate.to_dict(),
-            'provenance': dict(self.provenance), 'metrics': dict(self.metrics),
-        }
+        """Return the JSON manifest stored in the file (the model's with its quantisation)."""
+        manifest = super().manifest()
+        manifest['model']['quantisation'] = self.quantisation()
+        return manifest
 
     def build(self, parts: Optional[tuple] = None) -> SplitModel:
         """Instantiate ``parts`` (default all) with these weights (strict), in eval mode."""

@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Split model: config, layout adapter, quantiser, wire codec, bundle and the two engines."""
 
+import dataclasses
 import json
+import re
 
-from gfde_perception.bundle import read_bundle_file, write_bundle_file
+from gfde_perception.bundle import load_bundle, read_bundle_file, write_bundle_file
 from gfde_perception.errors import (
     BundleChecksumError, BundleManifestError, ConfigError, FeatureError)
 from gfde_perception.feature_codec import (
@@ -176,6 +178,28 @@ def test_split_bundle_refuses_tampering_and_other_families(tmp_path):
     write_bundle_file(tmp_path / 'gates.gfde', manifest, tensors)
     with pytest.raises(BundleManifestError, match='thresholds'):
         load_split_bundle(tmp_path / 'gates.gfde')
+
+
+# The fields every bundle carries are checked in one place (bundle.BundleFields): a plain and a
+# split bundle refuse the same bad value with the same message.
+COMMON_FIELD_CASES = [
+    ('name', lambda b: '', 'bundle name must be a non-empty string'),
+    ('preprocessing', lambda b: None, 'preprocessing must be a PreprocessSpec, got NoneType'),
+    ('gate', lambda b: 0.5, 'gate must be a GateConfig, got float'),
+    ('provenance', lambda b: [1], 'provenance must be a JSON object, got list'),
+    ('metrics', lambda b: {'x': object()}, 'metrics is not JSON-serialisable'),
+    ('labels', lambda b: (' ',) + b.labels[1:], 'labels must be non-empty strings'),
+    ('labels', lambda b: b.labels[1:2] + b.labels[1:], 'duplicate labels'),
+]
+
+
+def test_plain_and_split_bundles_refuse_bad_common_fields_alike(tmp_path):
+    split = make_tiny_split_bundle(tmp_path)
+    plain = load_bundle(tmp_path / 'tiny-split-student.gfde')
+    for field, make, message in COMMON_FIELD_CASES:
+        for bundle in (plain, split):
+            with pytest.raises(BundleManifestError, match=re.escape(message)):
+                dataclasses.replace(bundle, **{field: make(bundle)})
 
 
 # -- engines --------------------------------------------------------------------------------
