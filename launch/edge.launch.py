@@ -22,57 +22,33 @@ the Fast DDS profile ``config/fastdds_large_images.xml`` in the camera driver's 
 see docs/NODE.md.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
+from gfde_perception.ros.launch_support import node_arguments, node_settings
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-PACKAGE = 'gfde_perception'
 NODE_EXECUTABLE = 'classifier_node'
 LIFECYCLE_EXECUTABLE = 'classifier_lifecycle_node'
 
 
 def generate_launch_description():
     """Describe the classifier node and its launch arguments."""
-    default_params = os.path.join(get_package_share_directory(PACKAGE), 'config', 'edge.yaml')
-    arguments = [
-        DeclareLaunchArgument('camera_topic', default_value='image',
-                              description='Camera topic remapped onto the input "image".'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace of the node and its relative topics.'),
-        DeclareLaunchArgument('node_name', default_value='gfde_classifier',
-                              description='Name of the node.'),
-        DeclareLaunchArgument('bundle', default_value='',
-                              description='Model bundle (.gfde); empty = embedded default.'),
-        DeclareLaunchArgument('backend', default_value='auto',
-                              description='auto, tensorrt, cuda, torch, torch-compile or '
-                                          'onnxruntime.'),
-        DeclareLaunchArgument('params_file', default_value=default_params,
-                              description='YAML file with the node parameters.'),
-        DeclareLaunchArgument('managed', default_value='false',
-                              description='true: lifecycle node (needs a lifecycle manager); '
-                                          'false: plain node.'),
-    ]
-    parameters = [
-        LaunchConfiguration('params_file'),
-        {'model.bundle': LaunchConfiguration('bundle'),
-         'model.backend': LaunchConfiguration('backend')},
-    ]
-    remappings = [('image', LaunchConfiguration('camera_topic'))]
-    common = {
-        'package': PACKAGE,
-        'name': LaunchConfiguration('node_name'),
-        'namespace': LaunchConfiguration('namespace'),
-        'parameters': parameters,
-        'remappings': remappings,
-        'output': 'screen',
-    }
+    backend = DeclareLaunchArgument('backend', default_value='auto',
+                                    description='auto, tensorrt, cuda, torch, torch-compile or '
+                                                'onnxruntime.')
+    managed = DeclareLaunchArgument('managed', default_value='false',
+                                    description='true: lifecycle node (needs a lifecycle '
+                                                'manager); false: plain node.')
+    arguments = node_arguments(
+        'gfde_classifier', 'edge.yaml',
+        namespace_help='Namespace of the node and its relative topics.',
+        bundle_help='Model bundle (.gfde); empty = embedded default.',
+        extra=(backend,)) + [managed]
+    settings = node_settings({'model.backend': LaunchConfiguration('backend')})
     plain = Node(executable=NODE_EXECUTABLE,
-                 condition=UnlessCondition(LaunchConfiguration('managed')), **common)
-    managed = LifecycleNode(executable=LIFECYCLE_EXECUTABLE,
-                            condition=IfCondition(LaunchConfiguration('managed')), **common)
-    return LaunchDescription(arguments + [plain, managed])
+                 condition=UnlessCondition(LaunchConfiguration('managed')), **settings)
+    lifecycle = LifecycleNode(executable=LIFECYCLE_EXECUTABLE,
+                              condition=IfCondition(LaunchConfiguration('managed')), **settings)
+    return LaunchDescription(arguments + [plain, lifecycle])

@@ -21,43 +21,26 @@ both processes need the same ``ROS_DOMAIN_ID`` and a DDS transport that reaches 
 machine; docs/SPLIT.md shows the set-up with ``config/fastdds_udp_only.xml``.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
+from gfde_perception.ros.launch_support import node_arguments, node_settings
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-PACKAGE = 'gfde_perception'
 EXECUTABLE = 'split_robot_node'
 
 
 def generate_launch_description():
     """Describe the robot-side split node and its launch arguments."""
-    default_params = os.path.join(get_package_share_directory(PACKAGE), 'config',
-                                  'split_robot.yaml')
-    arguments = [
-        DeclareLaunchArgument('camera_topic', default_value='image',
-                              description='Camera topic remapped onto the input "image".'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace shared with the server node.'),
-        DeclareLaunchArgument('node_name', default_value='gfde_split_robot',
-                              description='Name of the node.'),
-        DeclareLaunchArgument('bundle', default_value='',
-                              description='Split bundle (.gfde); empty = embedded one.'),
-        DeclareLaunchArgument('deadline_ms', default_value='250.0',
-                              description='Server deadline before the local fallback (ms).'),
-        DeclareLaunchArgument('params_file', default_value=default_params,
-                              description='YAML file with the node parameters.'),
-    ]
-    node = Node(
-        package=PACKAGE, executable=EXECUTABLE, name=LaunchConfiguration('node_name'),
-        namespace=LaunchConfiguration('namespace'), output='screen',
-        parameters=[LaunchConfiguration('params_file'),
-                    {'model.bundle': LaunchConfiguration('bundle'),
-                     'deadline_ms': ParameterValue(LaunchConfiguration('deadline_ms'),
-                                                   value_type=float)}],
-        remappings=[('image', LaunchConfiguration('camera_topic'))])
+    deadline = DeclareLaunchArgument('deadline_ms', default_value='250.0',
+                                     description='Server deadline before the local fallback '
+                                                 '(ms).')
+    arguments = node_arguments(
+        'gfde_split_robot', 'split_robot.yaml',
+        namespace_help='Namespace shared with the server node.',
+        bundle_help='Split bundle (.gfde); empty = embedded one.',
+        extra=(deadline,))
+    node = Node(executable=EXECUTABLE, **node_settings({
+        'deadline_ms': ParameterValue(LaunchConfiguration('deadline_ms'), value_type=float)}))
     return LaunchDescription(arguments + [node])

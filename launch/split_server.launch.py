@@ -15,35 +15,18 @@ Arguments win over ``params_file``. No side effects: another launch file can inc
 One server can serve several robots, one node per robot namespace.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
+from gfde_perception.ros.launch_support import node_arguments, node_settings
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-PACKAGE = 'gfde_perception'
 EXECUTABLE = 'split_server_node'
 
 
 def generate_launch_description():
     """Describe the server-side split node and its launch arguments."""
-    default_params = os.path.join(get_package_share_directory(PACKAGE), 'config',
-                                  'split_server.yaml')
-    arguments = [
-        DeclareLaunchArgument('namespace', default_value='',
-                              description="Namespace of the robot's split node."),
-        DeclareLaunchArgument('node_name', default_value='gfde_split_server',
-                              description='Name of the node.'),
-        DeclareLaunchArgument('bundle', default_value='',
-                              description='Split bundle (.gfde); empty = embedded one.'),
-        DeclareLaunchArgument('params_file', default_value=default_params,
-                              description='YAML file with the node parameters.'),
-    ]
-    node = Node(
-        package=PACKAGE, executable=EXECUTABLE, name=LaunchConfiguration('node_name'),
-        namespace=LaunchConfiguration('namespace'), output='screen',
-        parameters=[LaunchConfiguration('params_file'),
-                    {'model.bundle': LaunchConfiguration('bundle')}])
+    arguments = node_arguments(
+        'gfde_split_server', 'split_server.yaml',
+        namespace_help="Namespace of the robot's split node.",
+        bundle_help='Split bundle (.gfde); empty = embedded one.', camera=False)
+    node = Node(executable=EXECUTABLE, **node_settings(camera=False))
     return LaunchDescription(arguments + [node])

@@ -7,7 +7,8 @@ A parameter a user copies from the docs and the node does not declare is ignored
 ROS (``-p model:=x`` once made the node serve its embedded model instead of the user's). So the
 examples are read from the Markdown, continuation lines joined, and every executable, launch
 file, launch argument and ``-p NAME:=`` is checked against the package: console scripts in
-setup.py, ``DeclareLaunchArgument`` calls in the launch file, and the node's parameter table.
+setup.py, the arguments the launch file declares (run with the stand-ins of
+test/launch_fixtures.py), and the node's parameter table.
 The checker is first run on made-up wrong examples (the negative control).
 """
 
@@ -17,6 +18,7 @@ import re
 
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.split_parameters import ROBOT_PARAMETERS, SERVER_PARAMETERS
+from launch_fixtures import describe
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
@@ -40,10 +42,7 @@ def _launch_arguments(name: str):
     path = REPO / 'launch' / name
     if not path.is_file():
         return None
-    tree = ast.parse(path.read_text())
-    return {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-            and getattr(c.func, 'id', getattr(c.func, 'attr', None)) == 'DeclareLaunchArgument'
-            and c.args and isinstance(c.args[0], ast.Constant)}
+    return set(describe(path).arguments)
 
 
 def commands(text: str) -> list:

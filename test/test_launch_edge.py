@@ -3,12 +3,14 @@
 """
 launch/edge.launch.py and config/edge.yaml against what the node really declares.
 
-The static tests read the launch file's source (ast) and the YAML, and compare every parameter
-name and value with the node's own table (:data:`gfde_perception.ros.parameters.PARAMETERS`,
-the one ``declare_parameters`` uses), and every executable with setup.py's console scripts.
-They launch nothing. The launch test proper needs ``launch``/``launch_ros``, which cannot be
-installed on this machine (no ROS apt repository; PyPI's ``launch`` is an unrelated program):
-it runs wherever they import and is skipped here with that reason.
+The static tests run the launch file with stand-ins for the launch classes
+(test/launch_fixtures.py: ``launch`` and ``launch_ros`` cannot be installed on this machine, no
+ROS apt repository; PyPI's ``launch`` is an unrelated program), read the YAML, and compare
+every argument, parameter name and value with the node's own table
+(:data:`gfde_perception.ros.parameters.PARAMETERS`, the one ``declare_parameters`` uses), and
+every executable with setup.py's console scripts. They launch nothing. The launch test proper
+needs the real ``launch``/``launch_ros``: it runs wherever they import and is skipped here
+with that reason.
 """
 
 import ast
@@ -17,22 +19,15 @@ import threading
 import time
 
 from gfde_perception.ros import parameters as params
+from launch_fixtures import describe, statements_run_at_import
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'edge.launch.py'
+SUPPORT_FILE = REPO / 'gfde_perception' / 'ros' / 'launch_support.py'
 PARAMS_FILE = REPO / 'config' / 'edge.yaml'
 EXPECTED_ARGUMENTS = {'camera_topic', 'namespace', 'bundle', 'backend', 'params_file', 'managed'}
-
-
-def _calls(tree, name):
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, 'id', getattr(node.func, 'attr', None)) == name]
-
-
-def _string_args(calls):
-    return [c.args[0].value for c in calls if c.args and isinstance(c.args[0], ast.Constant)]
 
 
 def _console_scripts():
@@ -45,44 +40,53 @@ def _console_scripts():
 
 
 @pytest.fixture(scope='module')
-def launch_tree():
-    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+def description():
+    return describe(LAUNCH_FILE)
 
 
-def test_launch_arguments_are_declared_and_used(launch_tree):
-    declared = set(_string_args(_calls(launch_tree, 'DeclareLaunchArgument')))
-    used = set(_string_args(_calls(launch_tree, 'LaunchConfiguration')))
+def test_launch_arguments_are_declared_and_used(description):
+    declared = set(description.arguments)
+    used = description.used()
     assert EXPECTED_ARGUMENTS <= declared, f'missing: {EXPECTED_ARGUMENTS - declared}'
     assert declared == used, f'declared but unused: {declared - used}; undeclared: ' \
                              f'{used - declared}'
+    default = Path(description.arguments['params_file'].default)
+    assert default.parts[-2:] == ('config', 'edge.yaml') and default.is_file(), default
 
 
-def test_parameters_passed_by_the_launch_file_are_declared_by_the_node(launch_tree):
-    passed = []
-    for node in ast.walk(launch_tree):
-        if isinstance(node, ast.Dict):
-            passed += [k.value for k in node.keys
-                       if isinstance(k, ast.Constant) and '.' in str(k.value)]
-    assert passed, 'found no parameter dictionary in the launch file'
-    unknown = set(passed) - set(params.PARAMETER_NAMES)
-    assert not unknown, f'the launch file passes parameters the node does not declare: {unknown}'
+def test_parameters_passed_by_the_launch_file_are_declared_by_the_node(description):
+    for node in description.nodes:
+        passed = description.passed_parameters(node)
+        assert {'model.bundle', 'model.backend'} <= set(passed), passed
+        unknown = set(passed) - set(params.PARAMETER_NAMES)
+        assert not unknown, f'the launch file passes parameters the node does not declare: ' \
+                            f'{unknown}'
 
 
-def test_launch_file_starts_the_installed_executables_and_has_no_side_effects(launch_tree):
-    strings = {n.value for n in ast.walk(launch_tree) if isinstance(n, ast.Constant)}
-    for executable in ('classifier_node', 'classifier_lifecycle_node'):
-        assert executable in strings
-        assert executable in _console_scripts(), f'{executable} is not a console script'
-    # Only imports, constants and the generate function at module level: nothing runs on
-    # import, so the file can be included from another launch file.
-    for stmt in launch_tree.body:
-        assert isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef,
-                                 ast.Expr)), ast.dump(stmt)[:80]
-        if isinstance(stmt, ast.Expr):
-            assert isinstance(stmt.value, ast.Constant)  # the docstring
-    names = [s.name for s in launch_tree.body if isinstance(s, ast.FunctionDef)]
+def test_launch_file_starts_the_installed_executables_and_has_no_side_effects(description):
+    nodes = {node.kind: node for node in description.nodes}
+    assert sorted(nodes) == ['LifecycleNode', 'Node']
+    assert nodes['Node'].kwargs['executable'] == 'classifier_node'
+    assert nodes['LifecycleNode'].kwargs['executable'] == 'classifier_lifecycle_node'
+    for node in nodes.values():
+        assert node.kwargs['executable'] in _console_scripts(), node.kwargs['executable']
+        assert node.kwargs['package'] == 'gfde_perception'
+        remapped = [(a, b.args[0]) for a, b in node.kwargs['remappings']]
+        assert remapped == [('image', 'camera_topic')]
+    # managed:=true starts the lifecycle node only, false the plain node only.
+    conditions = {kind: (node.kwargs['condition'].kind, node.kwargs['condition'].args[0].args)
+                  for kind, node in nodes.items()}
+    assert conditions == {'Node': ('UnlessCondition', ('managed',)),
+                          'LifecycleNode': ('IfCondition', ('managed',))}
+    # Only imports, constants and the generate function at module level, here and in the
+    # helper module it imports: nothing runs on import, so the file can be included from
+    # another launch file. describe() already refused any launch action but arguments and
+    # nodes (no SetEnvironmentVariable, no ExecuteProcess).
+    for path in (LAUNCH_FILE, SUPPORT_FILE):
+        assert not statements_run_at_import(path), path
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    names = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
     assert names == ['generate_launch_description']
-    assert not _calls(launch_tree, 'SetEnvironmentVariable')
 
 
 def _flatten(tree, prefix=''):

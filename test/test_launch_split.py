@@ -3,18 +3,18 @@
 """
 The split launch files and YAML files against what the split nodes really declare.
 
-Static, like test_launch_edge.py: the launch files' source (ast) and the YAML are compared
-with the nodes' parameter tables and setup.py's console scripts. Launching needs
-``launch_ros``, which cannot be installed here (see test_launch_edge.py).
+Static, like test_launch_edge.py: what the launch files describe (run with the stand-ins of
+test/launch_fixtures.py, as ``launch_ros`` cannot be installed here) and the YAML are compared
+with the nodes' parameter tables and setup.py's console scripts.
 """
 
-import ast
 from pathlib import Path
 
 from gfde_perception.ros import parameters as params
 from gfde_perception.ros.split_parameters import ROBOT_PARAMETERS, SERVER_PARAMETERS
+from launch_fixtures import describe, statements_run_at_import
 import pytest
-from test_launch_edge import _calls, _console_scripts, _flatten, _string_args
+from test_launch_edge import _console_scripts, _flatten
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,20 +28,20 @@ SIDES = {
 @pytest.mark.parametrize('side', sorted(SIDES))
 def test_launch_file_is_includable_and_passes_only_declared_parameters(side):
     launch, _yaml, executable, table = SIDES[side]
-    tree = ast.parse((REPO / 'launch' / launch).read_text())
-    declared = set(_string_args(_calls(tree, 'DeclareLaunchArgument')))
-    used = set(_string_args(_calls(tree, 'LaunchConfiguration')))
-    assert declared == used and {'namespace', 'bundle', 'params_file'} <= declared
+    description = describe(REPO / 'launch' / launch)
+    declared = set(description.arguments)
+    assert declared == description.used() and {'namespace', 'bundle', 'params_file'} <= declared
+    (node,) = description.nodes
+    passed = description.passed_parameters(node)
     names = {p.name for p in table}
-    passed = [k.value for node in ast.walk(tree) if isinstance(node, ast.Dict)
-              for k in node.keys if isinstance(k, ast.Constant)]
-    assert passed and set(passed) <= names, set(passed) - names
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
-    assert executable in strings and executable in _console_scripts()
-    for stmt in tree.body:  # nothing runs at import
-        assert isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef,
-                                 ast.Expr))
-    assert not _calls(tree, 'SetEnvironmentVariable')
+    assert 'model.bundle' in passed and set(passed) <= names, set(passed) - names
+    assert node.kwargs['executable'] == executable and executable in _console_scripts()
+    assert node.kwargs['package'] == 'gfde_perception'
+    # The robot takes camera images, remapped like the classifier's; the server takes none.
+    remapped = [(a, b.args[0]) for a, b in node.kwargs.get('remappings') or ()]
+    assert remapped == ([('image', 'camera_topic')] if side == 'robot' else [])
+    assert ('camera_topic' in declared) == (side == 'robot')
+    assert not statements_run_at_import(REPO / 'launch' / launch)  # nothing runs at import
 
 
 @pytest.mark.parametrize('side', sorted(SIDES))
