@@ -46,16 +46,32 @@ class RobotOutcome(NamedTuple):
     packet: Optional[FeaturePacket]
 
 
-def _load(bundle_or_path) -> SplitBundle:
-    return bundle_or_path if isinstance(bundle_or_path, SplitBundle) \
-        else load_split_bundle(bundle_or_path)
+class _SplitSide:
+    """
+    What both sides take from their split bundle.
+
+    :param bundle_or_path: a :class:`SplitBundle` or a path to one.
+    :param build: ``SplitBundle.build_robot`` or ``SplitBundle.build_server``.
+    :param top_k: classes listed in results.
+    """
+
+    def __init__(self, bundle_or_path: Union[SplitBundle, str], build, top_k: int):
+        self.bundle = bundle_or_path if isinstance(bundle_or_path, SplitBundle) \
+            else load_split_bundle(bundle_or_path)
+        cfg = self.bundle.config
+        self.model = build(self.bundle)
+        self.split = cfg.split
+        self.num_exits = cfg.num_exits
+        self.labels = self.bundle.labels
+        self.model_id = self.bundle.model_id
+        self._bits = cfg.bottleneck.bits
+        self._top_k = max(1, min(top_k, len(self.labels)))
+        self._blocks_per_exit = tuple(cfg.head.blocks_per_exit)
+        self._blocks_total = self._blocks_per_exit[-1]
+        self._lock = threading.Lock()
 
 
-def _blocks_per_exit(bundle: SplitBundle) -> tuple:
-    return tuple(bundle.config.head.blocks_per_exit)
-
-
-class SplitRobot:
+class SplitRobot(_SplitSide):
     """
     The robot side of a split bundle.
 
@@ -67,30 +83,19 @@ class SplitRobot:
 
     def __init__(self, bundle_or_path: Union[SplitBundle, str], thresholds=None,
                  top_k: int = DEFAULT_TOP_K):
-        self.bundle = _load(bundle_or_path)
-        cfg = self.bundle.config
-        self.model = self.bundle.build_robot()
-        self.split = cfg.split
-        self.num_exits = cfg.num_exits
-        self.labels = self.bundle.labels
-        self.model_id = self.bundle.model_id
+        super().__init__(bundle_or_path, SplitBundle.build_robot, top_k)
         self.thresholds = tuple(self.bundle.gate.thresholds if thresholds is None
                                 else thresholds)
         if len(self.thresholds) != self.split:
             raise ConfigError(f'{len(self.thresholds)} thresholds for {self.split} robot exits')
-        self._top_k = max(1, min(top_k, len(self.labels)))
         self._gate = self.bundle.gate
         self._segments = self.model.robot_segments
         self._heads = self.model.robot_exit_heads
         scale, zero_point = self.model.quantiser.params()
         self._scale = tuple(float(s) for s in scale)
         self._zero_point = tuple(int(z) for z in zero_point)
-        self._bits = cfg.bottleneck.bits
-        blocks = _blocks_per_exit(self.bundle)
-        self._blocks = blocks[:self.split]
-        self._blocks_total = blocks[-1]
-        self._input = np.zeros(cfg.input_shape, np.float32)
-        self._lock = threading.Lock()
+        self._blocks = self._blocks_per_exit[:self.split]
+        self._input = np.zeros(self.bundle.config.input_shape, np.float32)
 
     def process(self, image: np.ndarray) -> RobotOutcome:
         """
@@ -139,7 +144,7 @@ class SplitRobot:
             exit_device=EXIT_DEVICE, model_id=self.model_id, answered_by=side)
 
 
-class SplitServer:
+class SplitServer(_SplitSide):
     """
     The server side of a split bundle: decode a packet, run the tail.
 
@@ -148,20 +153,9 @@ class SplitServer:
     """
 
     def __init__(self, bundle_or_path: Union[SplitBundle, str], top_k: int = DEFAULT_TOP_K):
-        self.bundle = _load(bundle_or_path)
-        cfg = self.bundle.config
-        self.model = self.bundle.build_server()
-        self.split = cfg.split
-        self.num_exits = cfg.num_exits
-        self.labels = self.bundle.labels
-        self.model_id = self.bundle.model_id
-        self.code_shape = cfg.code_shape
-        self._bits = cfg.bottleneck.bits
-        self._top_k = max(1, min(top_k, len(self.labels)))
-        blocks = _blocks_per_exit(self.bundle)
-        self._blocks_run = blocks[self.split - 1]
-        self._blocks_total = blocks[-1]
-        self._lock = threading.Lock()
+        super().__init__(bundle_or_path, SplitBundle.build_server, top_k)
+        self.code_shape = self.bundle.config.code_shape
+        self._blocks_run = self._blocks_per_exit[self.split - 1]
 
     def check(self, packet: FeaturePacket) -> None:
         """Raise :class:`FeatureError` unless ``packet`` was made by this model's robot side."""
