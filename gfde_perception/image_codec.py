@@ -34,7 +34,7 @@ import struct
 
 import cv2
 from gfde_perception.errors import ImageError, ImageErrorKind as Kind
-from gfde_perception.preprocessing import MAX_PIXELS
+from gfde_perception.preprocessing import check_image_shape, MAX_PIXELS
 import numpy as np
 import simplejpeg
 
@@ -209,12 +209,7 @@ def array_to_raw(array: np.ndarray, encoding: str, step: int = None, bigendian: 
         raise ImageError(f'unknown encoding {encoding!r}; supported: {", ".join(ENCODINGS)}',
                          Kind.UNKNOWN_ENCODING)
     bpp, channels, dtype, conversion = spec
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise ImageError(f'expected (H, W) or (H, W, 3), got shape {array.shape}',
-                         Kind.WRONG_ARRAY)
+    array = check_image_shape(np.asarray(array))
     height, width = array.shape[:2]
     _check_size(height, width)
     if array.dtype != dtype:

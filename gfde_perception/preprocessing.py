@@ -123,15 +123,27 @@ class PreprocessSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _check_image(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f'expected a numpy array, got {type(image).__name__}',
-                         ImageErrorKind.WRONG_ARRAY)
+def check_image_shape(image: np.ndarray) -> np.ndarray:
+    """
+    Return a grey ``(H, W)`` or RGB ``(H, W, 3)`` array as it is, an ``(H, W, 1)`` one as grey.
+
+    The one rule for the shapes an image may have, here and in :mod:`gfde_perception.image_codec`.
+
+    :raises ImageError: (kind ``WRONG_ARRAY``) any other shape.
+    """
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ImageError(f'expected (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}',
                          ImageErrorKind.WRONG_ARRAY)
+    return image
+
+
+def _check_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f'expected a numpy array, got {type(image).__name__}',
+                         ImageErrorKind.WRONG_ARRAY)
+    image = check_image_shape(image)
     h, w = image.shape[:2]
     if h < 1 or w < 1:
         raise ImageError(f'empty image of shape {image.shape}', ImageErrorKind.ZERO_SIZE)

@@ -8,6 +8,7 @@ round trips through ``array_to_raw``/``array_to_compressed`` cover padding and b
 refusal is checked by its kind (``ImageErrorKind``), the name the node counts it under.
 """
 
+import re
 import struct
 import tracemalloc
 import zlib
@@ -332,6 +333,17 @@ def test_bad_encoder_arguments(kwargs, reason, kind):
     with pytest.raises(ImageError, match=reason) as caught:
         array_to_compressed(**kwargs)
     assert caught.value.kind is kind
+
+
+def test_array_to_raw_takes_the_image_shapes_preprocessing_takes():
+    # One shape rule (preprocessing.check_image_shape): (H, W, 1) is grey, other shapes are
+    # refused with the same message and kind as preprocess() gives.
+    assert array_to_raw(RGB[:, :, :1], 'mono8') == array_to_raw(RGB[:, :, 0], 'mono8')
+    message = re.escape('expected (H, W), (H, W, 1) or (H, W, 3)')
+    for bad in (RGB[:, :, :2], np.zeros(5, np.uint8), np.zeros((2, 2, 3, 1), np.uint8)):
+        with pytest.raises(ImageError, match=message) as caught:
+            array_to_raw(bad, 'rgb8')
+        assert caught.value.kind is Kind.WRONG_ARRAY
 
 
 def test_array_to_raw_refuses_wrong_types():
