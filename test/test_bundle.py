@@ -256,7 +256,7 @@ def _trained_stats(model):
 
 
 @pytest.mark.parametrize('name, overrides', [
-    ('gfnet-c-28', {'depths': (2,), 'exit_blocks': (1,)}),
+    ('gfnet-c-28', {'depths': (1, 1), 'exit_blocks': (1,)}),
     ('cnn-28', {}),
     ('mobilenetv2-28', {}),
 ])
@@ -304,10 +304,10 @@ def test_crafted_manifest_is_refused_before_anything_is_built(bundle, tmp_path, 
 
 
 def test_crafted_gfnet_c_manifest_is_refused(tmp_path):
-    model = build_model('gfnet-c-28', depths=(2,), exit_blocks=(1,)).eval()
+    model = build_model('gfnet-c-28', depths=(1, 1), exit_blocks=(1,)).eval()
     spec = PreprocessSpec((28, 28), 'gray', (0.5,), (0.5,))
     b = Bundle.from_model(model, 'c', spec, LABELS, GateConfig('max_softmax', (0.9,)))
-    for field, value in (('depths', [10 ** 7]), ('embed_dims', [10 ** 8]),
+    for field, value in (('depths', [10 ** 7, 1]), ('embed_dims', [10 ** 8, 128]),
                          ('stem_channels', [8] * 50)):
         manifest = b.manifest()
         manifest['model']['backbone'][field] = value
