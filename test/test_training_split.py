@@ -34,12 +34,16 @@ def tiny_run(tmp_path_factory):
 
 @pytest.mark.parametrize('tail, extra', [('student', []),
                                          ('teacher', ['--set', 'split.train_head=true'])])
-def test_split_step_writes_a_split_bundle_both_sides_can_serve(tiny_run, tail, extra):
+def test_split_step_writes_a_split_bundle_both_sides_can_serve(tiny_run, tail, extra, capsys):
     tmp, config = tiny_run
     out = tmp / f'{tail}.gfde'
     argv = ['--config', str(config), '--step', 'split', '--no-progress',
             '--set', f'split.tail={tail}', '--set', f'split.bundle={out}'] + SPLIT_STEPS + extra
+    capsys.readouterr()
     assert main(argv) == 0
+    # One readable line for the one epoch (two steps).
+    epochs = [line for line in capsys.readouterr().out.splitlines() if 'epoch' in line]
+    assert len(epochs) == 1 and epochs[0].startswith('split epoch 1/1: loss '), epochs
     metrics = json.loads((tmp / 'run' / 'split_metrics.json').read_text())
     test = metrics['test']
     for key in ('split_with_exits', 'split_without_exits', 'student_final',

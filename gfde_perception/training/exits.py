@@ -15,6 +15,7 @@ from the labels and, with weight ``self_distill``, from the frozen final exit's 
 
 import json
 from pathlib import Path
+import time
 
 from gfde_perception.bundle import Bundle, save_bundle
 from gfde_perception.errors import ConfigError
@@ -23,7 +24,7 @@ from gfde_perception.models.flops import exit_head_cost, segment_macs
 from gfde_perception.training.calibration import calibrate, cascade_report
 from gfde_perception.training.config import TrainConfig
 from gfde_perception.training.data import iterate_batches, num_batches
-from gfde_perception.training.loop import lr_at, write_json
+from gfde_perception.training.loop import epoch_line, lr_at, write_json
 from gfde_perception.training.student import build_student, load_student_checkpoint
 import numpy as np
 
@@ -86,7 +87,9 @@ def fit_exit_heads(model, features, labels, final_logits, cfg: TrainConfig, prog
     total = int(np.ceil(optim.epochs * per_epoch))
     if optim.max_steps is not None:
         total = min(total, optim.max_steps)
+    epochs = int(np.ceil(total / per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed + 2)
+    started = time.perf_counter()
     history, step = [], 0
     model.train()
     bar = tqdm(total=total, desc='exits', disable=not progress, dynamic_ncols=True,
@@ -116,9 +119,10 @@ def fit_exit_heads(model, features, labels, final_logits, cfg: TrainConfig, prog
             step += 1
             bar.update(1)
         record = {'step': step, 'loss': loss_sum / seen,
-                  'train_acc': [float(c / seen) for c in correct]}
+                  'train_acc': [float(c / seen) for c in correct],
+                  'seconds': time.perf_counter() - started}
+        log(epoch_line('exits', {**record, 'epoch': len(history)}, epochs))
         history.append(record)
-        log(f'exits epoch {record}')
     bar.close()
     model.eval()
     for p in model.parameters():

@@ -53,13 +53,17 @@ def _atomic_torch_save(obj, path: Path):
 
 
 def epoch_line(desc: str, record: dict, epochs: int) -> str:
-    """One readable line per finished epoch: loss, train accuracy, time and time left."""
+    """
+    One readable line per finished epoch: loss, train accuracy, time and time left.
+
+    ``record['train_acc']`` is one accuracy, or a list of them (one per early exit).
+    """
     done = record['epoch'] + 1
     per_epoch = record['seconds'] / max(1, done - record.get('first_epoch', 0))
     left = per_epoch * (epochs - done)
+    accuracy = ', '.join(f'{100 * a:.2f}%' for a in np.atleast_1d(record['train_acc']))
     return (f"{desc} epoch {done}/{epochs}: loss {record['loss']:.4f}, train accuracy "
-            f"{100 * record['train_acc']:.2f}%, {_duration(record['seconds'])} so far, "
-            f'about {_duration(left)} left')
+            f"{accuracy}, {_duration(record['seconds'])} so far, about {_duration(left)} left")
 
 
 def _duration(seconds: float) -> str:

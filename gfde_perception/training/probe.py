@@ -18,7 +18,7 @@ import dataclasses
 from gfde_perception.models import build_model
 from gfde_perception.training.config import OptimConfig, TrainConfig
 from gfde_perception.training.data import AugmentConfig
-from gfde_perception.training.loop import accuracy, fit, predict
+from gfde_perception.training.loop import accuracy, fit, predict, seed_everything
 from gfde_perception.training.teacher import teacher_loss
 import numpy as np
 
@@ -47,6 +47,7 @@ def flip_trial(splits, spec, augment: AugmentConfig, seed: int = 0) -> dict:
     pools = 2 ** 2  # cnn-* pools twice: the input side must be a multiple of 4
     out = {'train_images': len(train), 'val_images': len(val)}
     for key, hflip in (('with', 0.5), ('without', 0.0)):
+        seed_everything(seed)  # the same initial weights and dropout draws for both trials
         model = build_model(name, img_size=side - side % pools, in_chans=spec.channels,
                             num_classes=len(splits.classes))
         trial_spec = dataclasses.replace(spec, input_size=(side - side % pools,) * 2)

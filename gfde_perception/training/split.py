@@ -276,7 +276,7 @@ def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> 
     fitted = fit(trainee, split_loss(step, model, teacher_parts, splits.train.images),
                  splits.train, spec, step.optim, seed=cfg.seed,
                  checkpoint=out_dir / checkpoint_name(cfg, student_bundle.checksum),
-                 desc='split', progress=progress, log=lambda r: log(f'split epoch {r}'))
+                 desc='split', progress=progress, log=log)
     model.eval()
     val = split_outputs(model, splits.val, spec)
     student_gate = student_bundle.gate

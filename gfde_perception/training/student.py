@@ -105,7 +105,8 @@ def train_student(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
         metrics[f'{name}_acc'] = accuracy(both, data.labels)
         metrics[f'{name}_acc_cls_head'] = accuracy(cls, data.labels)
         metrics[f'{name}_acc_dist_head'] = accuracy(dist, data.labels)
-    log(f"{tag} ({kind}) val acc {metrics['val_acc']:.4f} test acc {metrics.get('test_acc')}")
+    log(f"{tag} ({kind}): val accuracy {100 * metrics['val_acc']:.2f}%"
+        + (f", test {100 * metrics['test_acc']:.2f}%" if 'test_acc' in metrics else ''))
     write_json(out_dir / f'{tag}_metrics.json', metrics)
     return metrics
 

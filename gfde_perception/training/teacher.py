@@ -227,7 +227,7 @@ def fit_head(model, features: np.ndarray, labels: np.ndarray, seed: int,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
         history.append({'epoch': epoch, 'loss': total / len(y), 'train_acc': correct / len(y)})
     head.eval()
