@@ -22,10 +22,12 @@ import os
 import time
 from typing import Optional, Sequence
 
+from gfde_perception.bundle import load_bundle
 from gfde_perception.errors import ConfigError
 from gfde_perception.evaluation.configurations import build_configuration, ConfigurationSpec
 from gfde_perception.evaluation.offline import host_info, run_offline
 from gfde_perception.evaluation.report import configuration_summary
+from gfde_perception.models.registry import FAMILIES
 from gfde_perception.runtime import RuntimeConfig
 from gfde_perception.runtime.policies import DEFAULT_POLICY
 import numpy as np
@@ -73,6 +75,24 @@ class Row:
                                  DEFAULT_POLICY if kind == 'teacher' else self.policy)
 
 
+def describe_bundle(path) -> dict:
+    """What a row's bundle is: its model family, size, cost and training length (provenance)."""
+    bundle = load_bundle(path)
+    params = sum(int(np.prod(v.shape)) for k, v in bundle.state_dict.items()
+                 if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
+    test = (bundle.metrics.get('exits') or {}).get('test') or {}
+    teacher = bundle.provenance.get('step') == 'teacher'
+    student = (bundle.provenance.get('config') or {}).get('student') or {}
+    epochs = (bundle.metrics.get('fine_tune_epochs') if teacher
+              else (student.get('optim') or {}).get('epochs'))
+    family = next((name for name, entry in FAMILIES.items() if type(bundle.config) is entry[0]),
+                  type(bundle.config).__name__)
+    return {'name': bundle.name, 'family': family, 'params': params,
+            'file_bytes': os.path.getsize(path), 'full_macs': test.get('full_macs'),
+            'expected_macs': test.get('expected_macs'), 'epochs': epochs,
+            'distillation': None if teacher else student.get('distillation')}
+
+
 def _summaries(run) -> dict:
     return {r.name: configuration_summary(run, r) for r in run.configurations}
 
@@ -98,7 +118,8 @@ def run_benchmark(rows: Sequence[Row], frames: Sequence, *, backends=('onnxrunti
         raise ConfigError(f'benchmark roles must be unique, got {roles}')
     if repeats < 1:
         raise ConfigError(f'repeats must be >= 1, got {repeats}')
-    result = {'rows': [{'role': r.role, 'path': r.path, 'policy': r.policy} for r in rows],
+    result = {'rows': [{'role': r.role, 'path': r.path, 'policy': r.policy,
+                        'bundle': describe_bundle(r.path)} for r in rows],
               'backends': {}, 'host': host_info(threads),
               'settings': {'repeats': repeats, 'block': block, 'warmup': warmup,
                            'threads': threads, 'frames': len(frames),
@@ -221,6 +242,19 @@ def benchmark_markdown(result: dict, command: str, plots: Sequence[str] = (),
         f"before {', '.join(f'{v:.2f}' for v in result['load']['before'])}, after "
         f"{', '.join(f'{v:.2f}' for v in result['load']['after'])}; run took "
         f"{result.get('seconds', 0) / 60:.1f} min.", '']
+    lines += ['## The rows', '',
+              '| row | bundle | family | params | MMACs (full) | MMACs (expected) | epochs | '
+              'distillation | file |', '|---|---|---|---|---|---|---|---|---|']
+    for row in result['rows']:
+        b = row.get('bundle') or {}
+        macs = [b.get('full_macs'), b.get('expected_macs')]
+        lines.append(
+            f"| {row['role']} | `{os.path.basename(row['path'])}` ({row['policy']}) | "
+            f"{b.get('family', '-')} | {b.get('params', 0) / 1e6:.2f} M | "
+            + ' | '.join(_fmt(m / 1e6 if m else None, '.1f') for m in macs)
+            + f" | {b.get('epochs') or '-'} | {b.get('distillation') or '-'} | "
+            f"{b.get('file_bytes', 0) / 1e6:.2f} MB |")
+    lines.append('')
     for backend, data in result['backends'].items():
         summary = data['summary']
         lines += [f'## Backend: {backend}', '',

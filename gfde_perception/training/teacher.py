@@ -324,7 +324,7 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str =
                and 'fingerprint' not in k}
     bundle = teacher_bundle(model, f'{name}-teacher', spec, splits.classes, summary,
                             {'tool': 'gfde-train', 'step': 'teacher', 'teacher': cfg.kind,
-                             'data': splits.describe(), 'seed': seed})
+                             'data': splits.describe(), 'seed': seed, 'config': run_config})
     if bundle is not None and cfg.kind != 'bundle':
         save_bundle(bundle, out_dir / TEACHER_FILE)
         metrics['bundle'] = str(out_dir / TEACHER_FILE)
