@@ -429,13 +429,41 @@ def test_teacher_head_and_auto_paths(tmp_path, train, epochs):
     head = {f'head.{k}' for k in pretrained.head.state_dict()}
     assert changed & head
     if epochs:
-        # Then every layer is fine-tuned for the epochs the plan gave it.
+        # Then every layer is fine-tuned for the epochs the plan gave it, with the pretrained
+        # batch statistics kept; the fine-tuned teacher is kept only if validation says so.
         assert metrics['fine_tune_epochs'] == epochs and len(metrics['history']) == epochs
-        assert changed - head
+        assert not {k for k in changed if k.endswith(('running_mean', 'running_var'))}
+        kept = metrics['val_acc_fine_tuned'] >= metrics['val_acc_head_only']
+        assert metrics['fine_tune_kept'] == kept
+        assert bool(changed - head) == kept
     else:
         # Only the head changed: every other tensor is the shipped weights (in float16).
         assert 'fine_tune_epochs' not in metrics and metrics['history'] == []
         assert changed <= head
+
+
+@pytest.mark.parametrize('gain', [+0.1, -0.1])
+def test_auto_keeps_fine_tuning_only_when_validation_improves(tmp_path, monkeypatch, gain):
+    import gfde_perception.training.teacher as teacher_module
+
+    data = _images(tmp_path)
+    splits = make_splits(data, None, 0.25, seed=0)
+    cfg = TeacherConfig(kind='efficientnet-lite0', train='auto',
+                        preprocessing=PreprocessSpec((32, 32), 'rgb', (0.5,) * 3, (0.5,) * 3),
+                        optim=OptimConfig(epochs=1, batch_size=16))
+    scores = iter([0.5, 0.5 + gain])  # head only, then fine-tuned
+    monkeypatch.setattr(teacher_module, '_val_accuracy', lambda *a: next(scores))
+    (tmp_path / 'run').mkdir()
+    lines = []
+    metrics = train_teacher(cfg, splits, tmp_path / 'run', seed=0, epochs=1, progress=False,
+                            log=lines.append)
+    assert metrics['fine_tune_kept'] == (gain > 0)
+    assert any(('raised' if gain > 0 else 'lowered') in line for line in lines)
+    pretrained, _ = build_teacher(cfg, 3)
+    saved = load_bundle(tmp_path / 'run' / 'teacher.gfde').state_dict
+    backbone = {k for k, v in pretrained.state_dict().items() if not k.startswith('head.')
+                and not torch.equal(saved[k], v.half() if v.is_floating_point() else v)}
+    assert bool(backbone) == (gain > 0)
 
 
 def test_fixed_views_are_the_image_then_the_same_augmentation_every_time(tmp_path):

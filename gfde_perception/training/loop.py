@@ -77,7 +77,8 @@ def _duration(seconds: float) -> str:
 
 def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig, *,
         seed: int, checkpoint: Optional[Path] = None, desc: str = 'train',
-        params=None, progress: bool = True, log: Optional[Callable] = None) -> dict:
+        params=None, progress: bool = True, log: Optional[Callable] = None,
+        frozen_norms: bool = False) -> dict:
     """
     Train ``model`` on ``train`` and return ``{'history': [...], 'steps': n, 'seconds': s}``.
 
@@ -96,6 +97,10 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
     :param params: parameters to optimise (default: all that require grad).
     :param progress: show a tqdm bar.
     :param log: optional callable receiving one readable line per finished epoch.
+    :param frozen_norms: keep every batch-norm layer in eval mode (its running statistics
+        fixed; its affine part still learns): fine-tuning a pretrained network on a few
+        thousand images of another domain, whose batch statistics would replace the ones the
+        pretrained features were made with.
     :raises TrainingInterrupted: on Ctrl-C, after saving the checkpoint.
     """
     import torch
@@ -128,6 +133,10 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
                                 'state': state}, Path(checkpoint))
 
     model.train()
+    if frozen_norms:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     step = state['step']
     first_epoch = step // per_epoch
     started = time.perf_counter() - state['seconds']

@@ -292,12 +292,30 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str =
         log(f'teacher: head fitted on frozen features of {len(labels)} images/views, train '
             f'accuracy {100 * last:.2f}%')
     if mode == 'full' or (mode == 'auto' and fine_tune > 0):
+        head_only = None
+        if mode == 'auto':
+            head_only = ({k: v.clone() for k, v in model.state_dict().items()},
+                         _val_accuracy(model, splits.val, spec, batch))
         optim = dataclasses.replace(cfg.optim, epochs=fine_tune)
+        # A pretrained backbone keeps its batch statistics while it is fine-tuned ('auto').
         fitted = fit(model, teacher_loss(optim.label_smoothing), splits.train, spec, optim,
                      seed=seed, checkpoint=out_dir / 'teacher.ckpt', desc='teacher',
-                     progress=progress, log=log)
+                     progress=progress, log=log, frozen_norms=mode == 'auto')
         metrics.update({'history': fitted['history'], 'fine_tune_epochs': fine_tune})
         train_feats = None  # the backbone changed
+        if head_only is not None:
+            tuned = _val_accuracy(model, splits.val, spec, batch)
+            metrics['val_acc_head_only'], metrics['val_acc_fine_tuned'] = head_only[1], tuned
+            if tuned < head_only[1]:
+                model.load_state_dict(head_only[0])
+                metrics['fine_tune_kept'] = False
+                log(f'teacher: fine-tuning lowered validation accuracy from '
+                    f'{100 * head_only[1]:.2f}% to {100 * tuned:.2f}%: keeping the head fitted '
+                    'on frozen features')
+            else:
+                metrics['fine_tune_kept'] = True
+                log(f'teacher: fine-tuning raised validation accuracy from '
+                    f'{100 * head_only[1]:.2f}% to {100 * tuned:.2f}%: keeping it')
     metrics['train_seconds'] = time.perf_counter() - started
     for split in ('train', 'val', 'test'):
         data = getattr(splits, split)
@@ -330,6 +348,13 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str =
         metrics['bundle'] = str(out_dir / TEACHER_FILE)
     write_json(out_dir / 'teacher_metrics.json', metrics)
     return metrics
+
+
+def _val_accuracy(model, val, spec, batch: int) -> float:
+    """Top-1 of the teacher on the validation split (the one-off choice of 'auto')."""
+    logits = predict(model, val, spec, batch_size=batch, progress=False,
+                     outputs=lambda m, x: output_logits(m(x)))
+    return accuracy(logits, val.labels)
 
 
 def _same_data(out_dir: Path, splits) -> bool:
