@@ -10,7 +10,7 @@ Examples::
 
     # Teacher, student without exits, student with exits, side by side in one run:
     gfde-eval demo_bag --image-topic /camera/image_raw --label-topic /camera/label \\
-        --config teacher=teacher:gfde_perception/data/teacher.safetensors \\
+        --config teacher=teacher:gfde_perception/data/teacher.gfde \\
         --config full=bundle:default@final --config gfde=bundle:default \\
         --reference teacher --out runs/eval
 

@@ -27,6 +27,7 @@ from gfde_perception.errors import ConfigError
 from gfde_perception.evaluation.configurations import build_configuration, ConfigurationSpec
 from gfde_perception.evaluation.offline import host_info, run_offline
 from gfde_perception.evaluation.report import configuration_summary
+from gfde_perception.models.flops import model_summary
 from gfde_perception.models.registry import FAMILIES
 from gfde_perception.runtime import RuntimeConfig
 from gfde_perception.runtime.policies import DEFAULT_POLICY
@@ -87,9 +88,10 @@ def describe_bundle(path) -> dict:
               else (student.get('optim') or {}).get('epochs'))
     family = next((name for name, entry in FAMILIES.items() if type(bundle.config) is entry[0]),
                   type(bundle.config).__name__)
+    full = test.get('full_macs') or model_summary(bundle.build_model())['macs_to_exit'][-1]
     return {'name': bundle.name, 'family': family, 'params': params,
-            'file_bytes': os.path.getsize(path), 'full_macs': test.get('full_macs'),
-            'expected_macs': test.get('expected_macs'), 'epochs': epochs,
+            'file_bytes': os.path.getsize(path), 'full_macs': full,
+            'expected_macs': test.get('expected_macs', full), 'epochs': epochs,
             'distillation': None if teacher else student.get('distillation')}
 
 
@@ -247,7 +249,8 @@ def benchmark_markdown(result: dict, command: str, plots: Sequence[str] = (),
               'distillation | file |', '|---|---|---|---|---|---|---|---|---|']
     for row in result['rows']:
         b = row.get('bundle') or {}
-        macs = [b.get('full_macs'), b.get('expected_macs')]
+        macs = [b.get('full_macs'),
+                b.get('full_macs') if row['policy'] == 'final' else b.get('expected_macs')]
         lines.append(
             f"| {row['role']} | `{os.path.basename(row['path'])}` ({row['policy']}) | "
             f"{b.get('family', '-')} | {b.get('params', 0) / 1e6:.2f} M | "
@@ -286,29 +289,84 @@ def benchmark_markdown(result: dict, command: str, plots: Sequence[str] = (),
     return '\n'.join(lines)
 
 
+ROLE_TITLES = {'teacher': 'teacher', 'cnn': 'plain CNN', 'mobilenetv2': 'MobileNetV2',
+               'no_distill': 'GFDE trained without the teacher',
+               'no_exits': 'GFDE, final exit only',
+               'gfde': '**GFDE with exits** (the embedded default)'}
+
+
+def readme_summary(result: dict, primary: str = 'onnxruntime') -> str:
+    """The README's results table: every row, accuracy, mean latency per backend, targets."""
+    backends = list(result['backends'])
+    head = ('| model | params | top-1 | ' + ' | '.join(
+        f'{b} mean ms (vs CNN)' for b in backends) + ' |')
+    lines = [head, '|' + '---|' * (3 + len(backends))]
+    for row in result['rows']:
+        role = row['role']
+        b = row.get('bundle') or {}
+        first = result['backends'][backends[0]]['summary']['roles'][role]
+        cells = []
+        for backend in backends:
+            summary = result['backends'][backend]['summary']
+            r = summary['roles'][role]
+            vs = summary['ratios'].get(f'{role}/cnn', {}).get('mean_ratio')
+            cells.append(f"{_fmt(r['mean_ms'])} ({_fmt(vs, '.2f') + 'x' if vs else '1x'})")
+        lines.append(f"| {ROLE_TITLES.get(role, role)}: `{b.get('family', '-')}` | "
+                     f"{b.get('params', 0) / 1e6:.2f} M | {100 * first['accuracy']:.2f}% | "
+                     + ' | '.join(cells) + ' |')
+    missed = [t for t in check_targets(result['backends'][primary]['summary'])
+              if t['met'] is False]
+    met = [t for t in check_targets(result['backends'][primary]['summary']) if t['met']]
+    lines += ['', f'Targets on {primary}: {len(met)} met, {len(missed)} missed'
+              + (': ' + '; '.join(f"{t['what']} ({t['detail']})" for t in missed)
+                 if missed else '') + '.']
+    return '\n'.join(lines)
+
+
+def pareto_front(points: dict) -> list:
+    """Names of the rows no other row beats on both accuracy and mean latency, fastest first."""
+    front, best = [], -1.0
+    for name, (ms, acc) in sorted(points.items(), key=lambda kv: (kv[1][0], -kv[1][1])):
+        if acc > best:
+            front.append(name)
+            best = acc
+    return front
+
+
 def plot_pareto(result: dict, path, title: Optional[str] = None) -> None:
-    """Accuracy against mean latency, every row, one marker per backend (log latency axis)."""
+    """Accuracy against mean latency: one panel per backend, every row, the Pareto front."""
     import matplotlib
     matplotlib.use('Agg')  # files only: benchmarks run on headless robots and CI
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
-    markers = {'onnxruntime': 'o', 'torch': 's'}
     colours = dict(zip(ROLES, ('tab:red', 'tab:blue', 'tab:purple', 'tab:orange', 'tab:brown',
                                'tab:green')))
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for backend, data in result['backends'].items():
-        for role, r in data['summary']['roles'].items():
-            ax.scatter(r['mean_ms'], 100 * r['accuracy'], s=70, c=colours.get(role, 'k'),
-                       marker=markers.get(backend, 'x'), edgecolors='black', linewidths=0.5,
-                       label=f'{role} ({backend})', zorder=3)
-            ax.annotate(role, (r['mean_ms'], 100 * r['accuracy']), textcoords='offset points',
-                        xytext=(6, 4), fontsize=8)
-    ax.set_xscale('log')
-    ax.set_xlabel('mean latency per frame, preprocessing included (ms, log scale)')
-    ax.set_ylabel('top-1 accuracy (%)')
-    ax.set_title(title or 'Accuracy against mean latency (up and left is better)')
-    ax.grid(True, which='both', alpha=0.3)
-    ax.legend(fontsize=7, loc='lower right', ncol=2)
+    backends = list(result['backends'])
+    fig, axes = plt.subplots(1, len(backends), figsize=(5.2 * len(backends), 4.6), sharey=True,
+                             squeeze=False)
+    for ax, backend in zip(axes[0], backends):
+        roles = result['backends'][backend]['summary']['roles']
+        points = {role: (r['mean_ms'], 100 * r['accuracy']) for role, r in roles.items()}
+        front = pareto_front(points)
+        ax.step([points[n][0] for n in front], [points[n][1] for n in front], where='post',
+                color='grey', linestyle='--', linewidth=1, zorder=1,
+                label='Pareto front (no row is both faster and more accurate)')
+        for role, (ms, acc) in points.items():
+            ax.scatter(ms, acc, s=80 if role == 'gfde' else 55, c=colours.get(role, 'k'),
+                       marker='*' if role == 'gfde' else 'o', edgecolors='black',
+                       linewidths=0.5, zorder=3)
+            ax.annotate(role, (ms, acc), textcoords='offset points', xytext=(6, 4), fontsize=8)
+        ax.set_xscale('log')
+        ax.xaxis.set_major_formatter(FormatStrFormatter('%g'))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter('%g'))
+        ax.tick_params(axis='x', which='minor', labelsize=7)
+        ax.set_xlabel('mean ms per frame, preprocessing included (log)')
+        ax.set_title(f'{backend}, {result["settings"]["threads"]} thread(s)', fontsize=10)
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend(fontsize=7, loc='lower right')
+    axes[0][0].set_ylabel('top-1 accuracy (%)')
+    fig.suptitle(title or 'Accuracy against mean latency (up and left is better)')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
