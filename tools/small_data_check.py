@@ -65,12 +65,14 @@ def main(argv=None) -> int:
     parser.add_argument('--out', type=Path, default=Path('runs/small-data'))
     parser.add_argument('--budget', type=float, default=None,
                         help="minutes per run (default: the template's time_budget_minutes)")
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='a config override for both runs, e.g. threads=1')
     args = parser.parse_args(argv)
     rows = []
     for folder in args.folders:
         out = args.out / folder.name
-        gfde = _train('gfde', folder.resolve(), out / 'gfde', [], args.budget)
-        cnn = _train('cnn', folder.resolve(), out / 'cnn', CNN, args.budget)
+        gfde = _train('gfde', folder.resolve(), out / 'gfde', args.set, args.budget)
+        cnn = _train('cnn', folder.resolve(), out / 'cnn', CNN + args.set, args.budget)
         rows.append((folder.name, gfde, cnn))
     lines = ['| data | GFDE test top-1 (%) | exit 0 rate | GFDE wall (min) | GFDE plan '
              '| CNN test top-1 (%) | CNN wall (min) | CNN epochs | GFDE - CNN (points) |',

@@ -77,7 +77,7 @@ class Row:
 
 
 def describe_bundle(path) -> dict:
-    """What a row's bundle is: its model family, size, cost and training length (provenance)."""
+    """Describe a row's bundle: model family, size, cost and training length (provenance)."""
     bundle = load_bundle(path)
     params = sum(int(np.prod(v.shape)) for k, v in bundle.state_dict.items()
                  if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
@@ -296,7 +296,7 @@ ROLE_TITLES = {'teacher': 'teacher', 'cnn': 'plain CNN', 'mobilenetv2': 'MobileN
 
 
 def readme_summary(result: dict, primary: str = 'onnxruntime') -> str:
-    """The README's results table: every row, accuracy, mean latency per backend, targets."""
+    """Render the README's results table: every row, accuracy, mean latency, targets."""
     backends = list(result['backends'])
     head = ('| model | params | top-1 | ' + ' | '.join(
         f'{b} mean ms (vs CNN)' for b in backends) + ' |')
