@@ -82,8 +82,10 @@ def main(argv=None) -> int:
     except (GfdeError, OSError) as exc:
         print(f'gfde-train: error: {exc}', file=sys.stderr)
         return 2
-    if 'bundle' in metrics:
-        print(f"gfde-train: bundle written to {metrics['bundle']}")
+    written = (metrics.get('split') or {}).get('bundle') if args.step == 'split' else (
+        metrics.get('bundle') if args.step in ('exits', 'all') else None)
+    if written:
+        print(f'gfde-train: bundle written to {written}')
     return 0
 
 

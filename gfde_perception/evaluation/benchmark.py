@@ -314,9 +314,10 @@ def readme_summary(result: dict, primary: str = 'onnxruntime') -> str:
         lines.append(f"| {ROLE_TITLES.get(role, role)}: `{b.get('family', '-')}` | "
                      f"{b.get('params', 0) / 1e6:.2f} M | {100 * first['accuracy']:.2f}% | "
                      + ' | '.join(cells) + ' |')
-    missed = [t for t in check_targets(result['backends'][primary]['summary'])
-              if t['met'] is False]
-    met = [t for t in check_targets(result['backends'][primary]['summary']) if t['met']]
+    primary = primary if primary in result['backends'] else backends[0]
+    targets = check_targets(result['backends'][primary]['summary'])
+    missed = [t for t in targets if t['met'] is False]
+    met = [t for t in targets if t['met']]
     lines += ['', f'Targets on {primary}: {len(met)} met, {len(missed)} missed'
               + (': ' + '; '.join(f"{t['what']} ({t['detail']})" for t in missed)
                  if missed else '') + '.']
