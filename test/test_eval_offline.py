@@ -138,7 +138,7 @@ def test_end_to_end_report_matches_direct_computation(setup, tmp_path, storage):
         (b, 4) for b in gfde_records.blocks_run]
     assert [m.class_id for m in written] == gfde_records.class_id
     assert {m.policy for m in written} == {'calibrated'}
-    assert cmp['paper']['latency_reduction_pct'] == 38.87
+    assert report['paper']['latency_reduction_pct'] == 38.87
 
 
 def _read_messages(bag, topic) -> list:

@@ -9,6 +9,7 @@ import threading
 import time
 import tracemalloc
 
+from gfde_perception.bundle import save_bundle
 from gfde_perception.errors import BackendError, ConfigError, ImageError
 from gfde_perception.gating import confidence
 from gfde_perception.preprocessing import preprocess
@@ -366,7 +367,8 @@ def test_bad_images_raise_image_error_and_closed_classifier_refuses(bundle, tmp_
 
 
 def test_classifier_loads_a_bundle_path(bundle, tmp_path, images):
-    path = next(p for p in (tmp_path.parent).rglob('tiny.gfde'))
+    path = tmp_path / 'tiny.gfde'
+    save_bundle(bundle, path)  # the same content, so the same checksum
     with Classifier(str(path), _config(tmp_path, backend='torch', warmup=0)) as clf:
         assert clf.bundle.checksum == bundle.checksum
         assert clf.classify(images[0]).model_id.endswith(bundle.checksum[:12])
