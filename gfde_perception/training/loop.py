@@ -207,16 +207,28 @@ def predict(model, data: LabelledImages, spec, batch_size: int = 256,
     ``outputs(model, inputs) -> tensor or tuple of tensors`` picks what to keep (default: the
     model's output); returns numpy arrays in dataset order.
     """
+    return predict_batches(model, iterate_batches(data, spec, batch_size), outputs, desc,
+                           progress, total=num_batches(len(data), batch_size))
+
+
+def predict_batches(model, batches, outputs: Callable = None, desc: str = 'predict',
+                    progress: bool = True, total: Optional[int] = None):
+    """
+    Run ``model`` in eval mode over ready ``(inputs, labels, rows)`` batches; stack its outputs.
+
+    The one inference loop of training: :func:`predict` feeds it a split, the teacher step the
+    fixed views of :func:`~gfde_perception.training.data.iterate_views`. Outputs come back in
+    batch order, as :func:`predict` describes.
+    """
     import torch
     from tqdm import tqdm
 
     model.eval()
     chunks = []
     with torch.inference_mode():
-        batches = iterate_batches(data, spec, batch_size)
-        for inputs, _labels, _idx in tqdm(batches, total=num_batches(len(data), batch_size),
-                                          desc=desc, disable=not progress, dynamic_ncols=True,
-                                          mininterval=2.0):
+        for inputs, _labels, _rows in tqdm(batches, total=total, desc=desc,
+                                           disable=not progress, dynamic_ncols=True,
+                                           mininterval=2.0):
             out = outputs(model, torch.from_numpy(inputs)) if outputs else model(
                 torch.from_numpy(inputs))
             chunks.append(tuple(o.float().numpy() for o in out) if isinstance(out, tuple)

@@ -24,7 +24,8 @@ from gfde_perception.models import build_model, GFDE, gfnet_from_official
 from gfde_perception.models.registry import FAMILIES
 from gfde_perception.training.config import TeacherConfig
 from gfde_perception.training.data import AugmentConfig, iterate_views
-from gfde_perception.training.loop import accuracy, fit, predict, write_json
+from gfde_perception.training.loop import (
+    accuracy, fit, predict, predict_batches, write_json)
 import numpy as np
 
 TEACHER_FILE = 'teacher.gfde'
@@ -144,17 +145,19 @@ def _views_key(augment) -> dict:
 
 def _finished_teacher(out_dir: Path, splits, augment):
     """Metrics of a completed teacher step on these exact splits and views, else None."""
-    meta_path = out_dir / 'teacher_metrics.json'
+    meta = _teacher_meta(out_dir, splits)
+    return meta if meta is not None and meta.get('train_views') == _views_key(augment) else None
+
+
+def _teacher_meta(out_dir: Path, splits):
+    """Return the saved teacher metrics when they were made on these exact splits, else None."""
+    meta_path = Path(out_dir) / 'teacher_metrics.json'
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
-    for name in ('train', 'val', 'test'):
-        data = getattr(splits, name)
-        if data is not None and meta.get(f'{name}_fingerprint') != data.fingerprint():
-            return None
-    if meta.get('train_views') != _views_key(augment):
-        return None
-    return meta
+    same = all(meta.get(f'{n}_fingerprint') == getattr(splits, n).fingerprint()
+               for n in ('train', 'val', 'test') if getattr(splits, n) is not None)
+    return meta if same else None
 
 
 def teacher_loss(label_smoothing: float):
@@ -167,20 +170,6 @@ def teacher_loss(label_smoothing: float):
     return loss_fn
 
 
-def _collect(model, batches, outputs, progress: bool, desc: str) -> np.ndarray:
-    """Run ``outputs(model, inputs)`` over ``batches`` in eval mode; stack it in row order."""
-    import torch
-    from tqdm import tqdm
-
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for inputs, _labels, _rows in tqdm(batches, desc=desc, disable=not progress,
-                                           dynamic_ncols=True, mininterval=2.0):
-            out.append(outputs(model, torch.from_numpy(inputs)).float().numpy())
-    return np.concatenate(out)
-
-
 def _final_pooled(model, x):
     for segment in model.segments:
         x, pooled = segment(x)
@@ -189,12 +178,12 @@ def _final_pooled(model, x):
 
 def pooled_features(model, batches, progress=False, desc='features') -> np.ndarray:
     """Run the model's segments over ``batches`` and stack the final pooled features."""
-    return _collect(model, batches, _final_pooled, progress, desc)
+    return predict_batches(model, batches, _final_pooled, desc, progress)
 
 
 def predict_rows(model, batches, progress=False, desc='logits') -> np.ndarray:
     """Logits of ``model`` over ``batches`` (from iterate_views), stacked in row order."""
-    return _collect(model, batches, lambda m, x: output_logits(m(x)), progress, desc)
+    return predict_batches(model, batches, lambda m, x: output_logits(m(x)), desc, progress)
 
 
 def fit_head(model, features: np.ndarray, labels: np.ndarray, seed: int,
@@ -268,7 +257,7 @@ def train_teacher(cfg: TeacherConfig, splits, out_dir, *, seed: int, name: str =
         return done
     views_cfg = augment if augment is not None and augment.views else None
     reuse = out_dir / TEACHER_FILE
-    if cfg.kind != 'bundle' and reuse.is_file() and _same_data(out_dir, splits):
+    if cfg.kind != 'bundle' and reuse.is_file() and _teacher_meta(out_dir, splits) is not None:
         # Only the student's views changed: relabel them with the teacher trained before.
         log(f'teacher: reusing {reuse} (already trained on this data) to label the new views')
         cfg = dataclasses.replace(cfg, kind='bundle', checkpoint=str(reuse))
@@ -355,13 +344,3 @@ def _val_accuracy(model, val, spec, batch: int) -> float:
     logits = predict(model, val, spec, batch_size=batch, progress=False,
                      outputs=lambda m, x: output_logits(m(x)))
     return accuracy(logits, val.labels)
-
-
-def _same_data(out_dir: Path, splits) -> bool:
-    """Tell whether the teacher in ``out_dir`` was trained on these exact splits."""
-    meta_path = out_dir / 'teacher_metrics.json'
-    if not meta_path.is_file():
-        return False
-    meta = json.loads(meta_path.read_text())
-    return all(meta.get(f'{n}_fingerprint') == getattr(splits, n).fingerprint()
-               for n in ('train', 'val', 'test') if getattr(splits, n) is not None)
