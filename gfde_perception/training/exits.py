@@ -23,8 +23,7 @@ from gfde_perception.gating import GateConfig, uncertainty_features
 from gfde_perception.models.flops import exit_head_cost, segment_macs
 from gfde_perception.training.calibration import calibrate, cascade_report
 from gfde_perception.training.config import TrainConfig
-from gfde_perception.training.data import iterate_batches, num_batches
-from gfde_perception.training.loop import epoch_line, lr_at, write_json
+from gfde_perception.training.loop import epoch_line, lr_at, predict, write_json
 from gfde_perception.training.student import build_student, load_student_checkpoint
 import numpy as np
 
@@ -36,25 +35,18 @@ def exit_features(model, data, spec, batch_size: int = 256, progress=True,
 
     Returns ``(features: list of float32 arrays, final_logits (N, K))``.
     """
-    import torch
-    from tqdm import tqdm
-
-    model.eval()
     n_early = len(model.exits)
-    feats = [[] for _ in range(n_early)]
-    finals = []
-    with torch.inference_mode():
-        for inputs, _y, _i in tqdm(iterate_batches(data, spec, batch_size),
-                                   total=num_batches(len(data), batch_size), desc=desc,
-                                   disable=not progress, dynamic_ncols=True, mininterval=2.0):
-            tokens = torch.from_numpy(inputs)
-            for k, segment in enumerate(model.segments):
-                tokens, pooled = segment(tokens)  # (B, N, C), (B, C)
-                if k < n_early:
-                    feats[k].append(model.backbone.exit_feature(tokens, model.exits[k].norm)
-                                    .numpy())
-            finals.append(model.exit_heads[-1](pooled).numpy())
-    return [np.concatenate(f) for f in feats], np.concatenate(finals)
+
+    def outputs(m, tokens):
+        feats = []
+        for k, segment in enumerate(m.segments):
+            tokens, pooled = segment(tokens)
+            if k < n_early:
+                feats.append(m.backbone.exit_feature(tokens, m.exits[k].norm))
+        return (*feats, m.exit_heads[-1](pooled))
+
+    *feats, finals = predict(model, data, spec, batch_size, outputs, desc, progress)
+    return list(feats), finals
 
 
 def _exit_logits(model, branch, feats):
