@@ -3,6 +3,7 @@
 """Energy counters against fake sysfs trees: RAPL wrap-around, INA3221 layouts, no counter."""
 
 import math
+import os
 import time
 
 from gfde_perception.runtime.energy import (
@@ -12,8 +13,12 @@ import pytest
 
 
 def _write(path, value):
+    # sysfs attributes change atomically: write a sibling and rename it over, so the sampling
+    # thread never sees a half-written file (that case has its own test below).
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'{value}\n')
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(f'{value}\n')
+    os.replace(tmp, path)
 
 
 def _rapl_tree(root, zones):
@@ -73,6 +78,15 @@ def _ina_iio(root, rails):
     return dev
 
 
+def _wait_for_power(source, watts, timeout_s=2.0):
+    """Wait (bounded) until the sampling thread has seen the new power, then one period more."""
+    deadline = time.monotonic() + timeout_s
+    while source._last_w != pytest.approx(watts) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert source._last_w == pytest.approx(watts)
+    time.sleep(0.01)
+
+
 def test_ina3221_hwmon_prefers_total_rail_and_integrates(tmp_path):
     hw = _ina_hwmon(tmp_path, [('VDD_IN', 5000, 1000), ('VDD_CPU_GPU_CV', 5000, 400),
                                ('NC', 0, 0)])
@@ -85,13 +99,53 @@ def test_ina3221_hwmon_prefers_total_rail_and_integrates(tmp_path):
         e1, t1 = source.energy_j(), time.monotonic()
         assert (e1 - e0) == pytest.approx(5.0 * (t1 - t0), rel=0.1)
         _write(hw / 'curr1_input', 2000)  # the power doubles
-        time.sleep(0.05)
+        _wait_for_power(source, 10.0)
         e2, t2 = source.energy_j(), time.monotonic()
         time.sleep(0.2)
         e3, t3 = source.energy_j(), time.monotonic()
         assert (e3 - e2) / (t3 - t2) == pytest.approx(10.0, rel=0.1)
     finally:
         source.close()
+
+
+def test_ina3221_rides_out_a_transient_read_failure(tmp_path):
+    hw = _ina_hwmon(tmp_path, [('VDD_IN', 5000, 1000)])
+    source = Ina3221Source(str(tmp_path), sample_hz=500)
+    try:
+        (hw / 'curr1_input').write_text('')  # caught mid-update: unreadable for a moment
+        deadline = time.monotonic() + 2.0
+        while source.read_errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert source.read_errors > 0
+        _write(hw / 'curr1_input', 2000)  # readable again, at twice the power
+        _wait_for_power(source, 10.0)
+        e0, t0 = source.energy_j(), time.monotonic()
+        time.sleep(0.2)
+        e1, t1 = source.energy_j(), time.monotonic()
+        assert (e1 - e0) / (t1 - t0) == pytest.approx(10.0, rel=0.1)  # still sampling
+    finally:
+        source.close()
+
+
+def test_ina3221_persistent_failure_makes_frames_unknown_not_crash(tmp_path):
+    hw = _ina_hwmon(tmp_path, [('VDD_IN', 5000, 1000)])
+    source = Ina3221Source(str(tmp_path), sample_hz=500)
+    source.FAILURE_WINDOW_S = 0.05
+    meter = EnergyMeter(source, 'ina3221')
+    try:
+        assert meter.end(meter.begin()).measured
+        (hw / 'curr1_input').write_text('')  # the rail stays unreadable
+        deadline = time.monotonic() + 2.0
+        while source._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not source._thread.is_alive()
+        with pytest.raises(EnergySourceUnavailable, match='unreadable for'):
+            source.energy_j()
+        reading = meter.end(meter.begin())
+        assert not reading.measured and math.isnan(reading.joules)
+        assert 'ina3221 counter unreadable' in reading.method
+    finally:
+        meter.close()
 
 
 def test_ina3221_iio_layout_sums_rails_without_total(tmp_path):

@@ -149,6 +149,7 @@ class Ina3221Source(EnergySource):
     """
 
     name = 'ina3221'
+    FAILURE_WINDOW_S = 1.0
 
     def __init__(self, root: str = I2C_DRIVERS_ROOT, rails: Optional[Sequence[str]] = None,
                  sample_hz: float = 200.0):
@@ -172,6 +173,8 @@ class Ina3221Source(EnergySource):
         self._last_t = time.monotonic()
         self._last_w = self.power_w()
         self._energy = 0.0
+        self._failure = ''
+        self.read_errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample_loop, name='gfde-ina3221',
                                         daemon=True)
@@ -198,14 +201,30 @@ class Ina3221Source(EnergySource):
             self._last_t, self._last_w = now, watts
 
     def _sample_loop(self):
+        failing_since = None
         while not self._stop.wait(self._period):
             try:
                 self._sample()
             except (OSError, ValueError) as exc:
-                LOG.error('INA3221 sampling stopped: %s', exc)
-                return
+                # A sysfs read can fail once (an I2C hiccup, a file caught mid-update): the
+                # sample is skipped and the last power carries the integral on. Only a rail that
+                # stays unreadable for FAILURE_WINDOW_S stops the counter, and says so.
+                now = time.monotonic()
+                self.read_errors += 1
+                if failing_since is None:
+                    failing_since = now
+                    LOG.warning('INA3221 read failed (%s); keeping the last power', exc)
+                elif now - failing_since >= self.FAILURE_WINDOW_S:
+                    self._failure = (f'INA3221 rails unreadable for '
+                                     f'{now - failing_since:.1f} s: {exc}')
+                    LOG.error('INA3221 sampling stopped: %s', self._failure)
+                    return
+            else:
+                failing_since = None
 
     def energy_j(self) -> float:
+        if self._failure:
+            raise EnergySourceUnavailable(self._failure)
         with self._lock:
             # Extend the integral to now with the last power, so reads between samples are exact
             # for constant power and never go backwards.
@@ -299,6 +318,7 @@ class EnergyMeter:
         self.source = source
         self.reason = reason or (f'{source.name}' if source else NO_COUNTER_METHOD)
         self.baseline_w = 0.0
+        self.failure = ''
         self._stop = threading.Event()
         self._poller = None
         if source is not None and getattr(source, 'needs_polling', False):
@@ -325,34 +345,50 @@ class EnergyMeter:
 
     def _poll(self, interval: float):
         while not self._stop.wait(interval):
-            try:
-                self.source.energy_j()
-            except (OSError, ValueError) as exc:
-                LOG.error('energy counter polling stopped: %s', exc)
-                return
+            self._read()  # a failed read is logged once and reported by the frames' readings
 
     def measure_baseline(self, seconds: float = 0.5) -> float:
         """Measure idle power over ``seconds`` of sleep and subtract it from now on (watts)."""
         if self.source is None or seconds <= 0:
             return 0.0
-        t0, e0 = time.monotonic(), self.source.energy_j()
+        t0, e0 = time.monotonic(), self._read()
         time.sleep(seconds)
-        t1, e1 = time.monotonic(), self.source.energy_j()
+        t1, e1 = time.monotonic(), self._read()
+        if math.isnan(e0) or math.isnan(e1):
+            return 0.0  # the frames will report unknown energy with self.failure
         self.baseline_w = max(0.0, (e1 - e0) / max(t1 - t0, 1e-9))
         return self.baseline_w
+
+    def _read(self) -> float:
+        """Read the counter; NaN (with the reason kept) when it has become unreadable."""
+        try:
+            return self.source.energy_j()
+        except Exception as exc:  # sysfs OSError/ValueError, pynvml's NVMLError, a dead sampler
+            if not self.failure:
+                LOG.error('energy counter %s unreadable: %s; energy reported as unknown',
+                          self.source.name, exc)
+            self.failure = f'{self.source.name} counter unreadable ({exc}); no estimate made'
+            return math.nan
 
     def begin(self) -> tuple:
         """Return a start mark for :meth:`end`."""
         if self.source is None:
             return (time.monotonic(), math.nan)
-        return (time.monotonic(), self.source.energy_j())
+        return (time.monotonic(), self._read())
 
     def end(self, mark: tuple) -> EnergyReading:
-        """Energy since ``mark`` above the idle baseline (may be slightly negative: noise)."""
+        """
+        Energy since ``mark`` above the idle baseline (may be slightly negative: noise).
+
+        A counter that could not be read at either end gives an unknown reading with the
+        reason, never an exception in the caller's frame loop.
+        """
         if self.source is None:
             return EnergyReading.unknown(self.reason)
-        t1, e1 = time.monotonic(), self.source.energy_j()
+        t1, e1 = time.monotonic(), self._read()
         t0, e0 = mark
+        if math.isnan(e0) or math.isnan(e1):
+            return EnergyReading.unknown(self.failure)
         return EnergyReading(True, (e1 - e0) - self.baseline_w * (t1 - t0), self.source.name)
 
     def window(self) -> 'EnergyWindow':
