@@ -42,6 +42,50 @@ def test_exit_may_take_images_the_final_exit_gets_wrong():
     assert t == 0.8 and taken.all()
 
 
+def _draw(rng, n):
+    """An exit right with probability 0.8 + 0.2 * confidence, a final exit always right."""
+    conf = rng.random(n)
+    return conf, rng.random(n) < 0.8 + 0.2 * conf, np.ones(n, bool)
+
+
+def _true_loss_points(threshold):
+    # Over confidences in [t, 1] the exit is right 0.9 + 0.1 t of the time: 10 (1 - t) points lost.
+    return 10.0 * (1.0 - threshold)
+
+
+def test_confidence_bound_keeps_the_budget_on_unseen_images():
+    # Budget 0.5 points: the true threshold is 0.95. Calibrate 300 times on 4,000 fresh images.
+    # The plain estimate overshoots the true loss most of the time (the largest exit rate whose
+    # estimate fits favours lucky draws) and loses more than the budget on average; the 0.9
+    # bound overshoots far less often and stays within the budget on average.
+    rng = np.random.default_rng(7)
+    loss = {0.5: [], 0.9: []}
+    for _ in range(300):
+        conf, exit_ok, final_ok = _draw(rng, 4000)
+        for c in loss:
+            t, _ = calibrate_threshold(conf, exit_ok, final_ok, 0.5, confidence=c)
+            loss[c].append(_true_loss_points(t))
+    over = {c: np.mean(np.array(v) > 0.5) for c, v in loss.items()}
+    assert over[0.5] > 0.5 and np.mean(loss[0.5]) > 0.5
+    assert over[0.9] < over[0.5] / 2 and np.mean(loss[0.9]) < 0.5
+
+
+def test_confidence_margin_shrinks_with_more_validation_images():
+    rng = np.random.default_rng(3)
+    rates = []
+    for n in (2000, 200000):
+        conf, exit_ok, final_ok = _draw(rng, n)
+        t_plain, plain = calibrate_threshold(conf, exit_ok, final_ok, 0.5)
+        t_bound, bound = calibrate_threshold(conf, exit_ok, final_ok, 0.5, confidence=0.9)
+        assert t_bound >= t_plain
+        rates.append(bound.mean() / plain.mean())
+    assert rates[0] < rates[1]  # the bound comes closer to the estimate with more images
+    with pytest.raises(ConfigError, match='confidence'):
+        calibrate_threshold(conf, exit_ok, final_ok, 0.5, confidence=1.0)
+    with pytest.raises(ConfigError, match='confidence'):
+        TrainConfig.from_dict({'exits': {'confidence': 0.3}})
+
+
 def test_cascade_matches_the_runtime_gate_rule():
     rng = np.random.default_rng(0)
     confs = [rng.random(50), rng.random(50)]

@@ -194,8 +194,11 @@ class ExitConfig:
 
     ``budget_points``: the accuracy (percentage points) each exit may lose against the final
     exit on the images it takes; calibration picks per exit the largest exit rate on the
-    validation split that stays within it. ``min_exit_samples``: an exit that would take fewer
-    validation images than this is disabled (threshold 1.0): too few to trust the estimate.
+    validation split that stays within it, applied to the upper confidence limit (level
+    ``confidence``) of the loss so that the budget also holds on unseen images (0.5: the plain
+    estimate, which new images exceed more often than not; see
+    :mod:`~gfde_perception.training.calibration`). ``min_exit_samples``: an exit that would
+    take fewer validation images than this is disabled (threshold 1.0): too few to trust.
     ``refine_heads``: train the exit heads further on the frozen backbone's cached features
     (with ``optim``); False keeps the heads as the student step trained them
     (``student.exit_weight`` > 0) and only calibrates.
@@ -203,6 +206,7 @@ class ExitConfig:
 
     metric: str = DEFAULT_GATE_METRIC
     budget_points: float = 0.5
+    confidence: float = 0.9
     min_exit_samples: int = 20
     self_distill: float = 0.5
     refine_heads: bool = True
@@ -214,6 +218,8 @@ class ExitConfig:
                f'exits.metric must be one of {GATE_METRICS}, got {self.metric!r}')
         _check(self.budget_points >= 0,
                f'exits.budget_points must be >= 0, got {self.budget_points}')
+        _check(0.5 <= self.confidence < 1,
+               f'exits.confidence must be in [0.5, 1), got {self.confidence}')
         _check(self.min_exit_samples >= 1,
                f'exits.min_exit_samples must be >= 1, got {self.min_exit_samples}')
         _check(0 <= self.self_distill <= 1,

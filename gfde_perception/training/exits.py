@@ -210,12 +210,13 @@ def train_exits(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     thresholds, reasons = calibrate(
         [probe.confidence(lg) for lg in val_early], [lg.argmax(1) for lg in val_early],
         val_f[1].argmax(1), splits.val.labels, cfg.exits.budget_points,
-        cfg.exits.min_exit_samples)
+        cfg.exits.min_exit_samples, cfg.exits.confidence)
     for k, reason in enumerate(reasons):
         log(f'exit {k}: threshold {thresholds[k]:.3f}: {reason}')
     gate = probe.with_thresholds(thresholds)
     metrics = {'history': history, 'gate': gate.to_dict(), 'calibration': list(reasons),
                'budget_points': cfg.exits.budget_points,
+               'confidence': cfg.exits.confidence,
                'val': evaluate_cascade(model, gate, splits.val, spec, features=val_f)}
     if splits.test is not None:
         metrics['test'] = evaluate_cascade(model, gate, splits.test, spec, progress=progress)
@@ -262,7 +263,7 @@ def write_bundle(cfg: TrainConfig, model, gate, splits, out_dir, exit_metrics: d
         'student': {k: student.get(k) for k in ('val_acc', 'test_acc', 'parameters',
                                                 'distillation', 'train_seconds')
                     if k in student},
-        'exits': {k: exit_metrics[k] for k in ('val', 'test', 'budget_points')
+        'exits': {k: exit_metrics[k] for k in ('val', 'test', 'budget_points', 'confidence')
                   if k in exit_metrics},
     }
     # What each step really ran with: a step run earlier (or with other --set overrides) is

@@ -285,7 +285,7 @@ def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> 
     thresholds = calibrate_thresholds(
         [probe.confidence(lg) for lg in robot_exits], [lg.argmax(1) for lg in robot_exits],
         val['server'].argmax(1), splits.val.labels, cfg.exits.budget_points,
-        cfg.exits.min_exit_samples)
+        cfg.exits.min_exit_samples, cfg.exits.confidence)
     gate = probe.with_thresholds(thresholds)
     metrics = {'history': fitted['history'], 'train_seconds': fitted['seconds'],
                'gate': gate.to_dict(), 'budget_points': cfg.exits.budget_points,
