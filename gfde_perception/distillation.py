@@ -66,7 +66,7 @@ def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[tor
         if tuple(teacher_logits.shape) != tuple(cls_logits.shape):
             raise ConfigError(f'teacher logits {tuple(teacher_logits.shape)} do not match '
                               f'student logits {tuple(cls_logits.shape)}')
-        teacher_logits = teacher_logits.detach()
+        teacher_logits = teacher_logits.detach().to(cls_logits.device)
 
     def head_loss(main: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         base = F.cross_entropy(main, labels, label_smoothing=label_smoothing)

@@ -14,6 +14,7 @@ from gfde_perception.bundle import load_bundle
 from gfde_perception.cli.train import apply_overrides, main
 from gfde_perception.errors import ConfigError
 from gfde_perception.preprocessing import preprocess
+from gfde_perception.training.config import TrainConfig
 import numpy as np
 import pytest
 import torch
@@ -122,6 +123,49 @@ def test_distillation_without_teacher_logits_is_a_clear_error(tmp_path, capsys):
     config = _tiny_config(tmp_path, EFFNET_TEACHER)
     assert main(['--config', str(config), '--step', 'student', '--no-progress']) == 2
     assert 'run the teacher step first' in capsys.readouterr().err
+
+
+def test_device_selection_and_clear_errors(tmp_path, capsys):
+    from gfde_perception.training.loop import select_device, training_device
+
+    try:
+        expected = 'cuda' if torch.cuda.is_available() else 'cpu'
+        assert select_device('auto') == expected == training_device()
+        assert select_device('cpu') == 'cpu' == training_device()
+        with pytest.raises(ConfigError, match='device must be one of'):
+            select_device('gpu')
+        if not torch.cuda.is_available():
+            with pytest.raises(ConfigError, match='sees no CUDA device'):
+                select_device('cuda:0')
+        with pytest.raises(ConfigError, match="device must be 'auto'"):
+            TrainConfig.from_dict({'device': 'tpu'})
+        # From the command line: a GPU asked for where there is none is refused before any work.
+        if not torch.cuda.is_available():
+            config = _tiny_config(tmp_path, {'kind': 'none'})
+            assert main(['--config', str(config), '--device', 'cuda', '--no-progress']) == 2
+            assert 'sees no CUDA device' in capsys.readouterr().err
+            assert not (tmp_path / 'run' / 'student.ckpt').exists()
+    finally:
+        select_device('cpu')
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason=f'needs a CUDA device; torch {torch.__version__} sees none')
+def test_training_on_cuda_writes_a_cpu_loadable_bundle(tmp_path):
+    from gfde_perception.training.loop import select_device
+
+    config = _tiny_config(tmp_path, EFFNET_TEACHER)
+    try:
+        assert main(['--config', str(config), '--device', 'cuda', '--no-progress']) == 0
+    finally:
+        select_device('cpu')
+    bundle = load_bundle(tmp_path / 'tiny.gfde')
+    model = bundle.build_model()
+    assert all(p.device.type == 'cpu' for p in model.parameters())
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 1, 16, 16))
+    assert out.logits.shape == (1, 3)
 
 
 def test_set_overrides_parse_yaml_values():

@@ -10,6 +10,7 @@ Examples::
     gfde-train --config my.yaml --set student.optim.epochs=2 --set data.max_train=500
     gfde-train --config config/train_imagefolder.yaml --time-budget 20   # plan epochs to fit
     gfde-train --config config/train_default.yaml --step split    # after 'all': split model
+    gfde-train --config config/train_default.yaml --device cuda   # train on the GPU
 
 Every step resumes from its checkpoint in ``output_dir``; a finished step is not re-run unless
 ``--restart`` is given. Metrics go to ``<output_dir>/metrics.json``; the bundle to ``bundle``.
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--time-budget', type=float, metavar='MINUTES',
                         help='plan the epochs so that the whole run fits in MINUTES '
                              '(sets time_budget_minutes; measured step times, printed first)')
+    parser.add_argument('--device', metavar='DEVICE',
+                        help='where to train: auto (a CUDA device when present, the default), '
+                             'cpu, cuda or cuda:N (sets device)')
     parser.add_argument('--restart', action='store_true',
                         help='ignore checkpoints of the steps being run and start over')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -71,6 +75,8 @@ def main(argv=None) -> int:
             data['output_dir'] = args.output_dir
         if args.bundle:
             data['bundle'] = args.bundle
+        if args.device:
+            data['device'] = args.device
         if args.time_budget is not None:
             data['time_budget_minutes'] = args.time_budget
         cfg = TrainConfig.from_dict(apply_overrides(data, args.set))

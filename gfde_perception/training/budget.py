@@ -24,6 +24,7 @@ from typing import Optional
 from gfde_perception.errors import ConfigError
 from gfde_perception.training.config import TrainConfig
 from gfde_perception.training.data import iterate_batches, num_batches
+from gfde_perception.training.loop import training_device
 from gfde_perception.training.student import build_student
 from gfde_perception.training.teacher import build_teacher
 import numpy as np
@@ -86,12 +87,17 @@ def _step_times(model, data, spec, batch_size: int, augment) -> dict:
                               augment_cfg=augment)
     prep = _time(lambda: next(batches))
     inputs, labels, _ = next(iterate_batches(data, spec, batch_size))
-    x, y = torch.from_numpy(inputs), torch.from_numpy(labels)
+    device = torch.device(training_device())  # timed where the loops will run
+    model.to(device)
+    x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(labels).to(device)
+    # CUDA runs asynchronously: a step is timed to the end of its kernels.
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
 
     def forward():
         model.eval()
         with torch.inference_mode():
             model(x)
+        sync()
 
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
 
@@ -103,9 +109,10 @@ def _step_times(model, data, spec, batch_size: int, augment) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
 
     times = {'prep': prep, 'forward': _time(forward), 'train': _time(train_step)}
-    model.eval()
+    model.to('cpu').eval()
     return times
 
 

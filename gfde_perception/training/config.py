@@ -234,11 +234,14 @@ class TrainConfig:
     ``time_budget_minutes``: plan the epochs of the teacher (``teacher.train: auto``) and the
     student so that the whole run fits, from step times measured before it starts (see
     :mod:`gfde_perception.training.budget`); the configured epochs are then maxima.
+    ``device``: where the training and inference loops run: 'auto' (the first CUDA device when
+    torch sees one, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
     """
 
     name: str = 'gfde-student'
     seed: int = 0
     threads: int = 2
+    device: str = 'auto'
     output_dir: str = 'runs/train'
     bundle: Optional[str] = None
     time_budget_minutes: Optional[float] = None
@@ -252,6 +255,9 @@ class TrainConfig:
     def __post_init__(self):
         _check(bool(self.name), 'name must not be empty')
         _check(self.threads >= 1, f'threads must be >= 1, got {self.threads}')
+        _check(self.device in ('auto', 'cpu', 'cuda') or (
+            self.device.startswith('cuda:') and self.device[5:].isdigit()),
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         _check(self.time_budget_minutes is None or self.time_budget_minutes > 0,
                f'time_budget_minutes must be > 0 or null, got {self.time_budget_minutes}')
 

@@ -21,6 +21,49 @@ from gfde_perception.training.data import iterate_batches, LabelledImages, num_b
 import numpy as np
 
 
+DEVICE_FORMS = ('auto', 'cpu', 'cuda', 'cuda:N')
+_device = 'cpu'
+
+
+def select_device(name: str = 'auto') -> str:
+    """
+    Choose the torch device that :func:`fit` and :func:`predict_batches` run on; return it.
+
+    'auto' takes the first CUDA device when torch sees one, else the CPU; 'cuda' or 'cuda:N'
+    insist on a GPU and say why none can be used. Models live on the CPU outside those two
+    loops (checkpoints, bundles and the small head fits on cached features are CPU work), so
+    everything else in training is the same on either device.
+
+    :raises ConfigError: an unknown form, or a GPU asked for where torch sees none.
+    """
+    import torch
+
+    global _device
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif name != 'cpu':
+        index = name[len('cuda:'):] if name.startswith('cuda:') else None
+        if name != 'cuda' and not (index or '').isdigit():
+            raise ConfigError(f'device must be one of {DEVICE_FORMS}, got {name!r}')
+        if not torch.cuda.is_available():
+            build = 'a CPU-only build' if torch.version.cuda is None else \
+                f'built for CUDA {torch.version.cuda}'
+            raise ConfigError(f'device {name!r}: torch {torch.__version__} ({build}) sees no '
+                              'CUDA device; use --device cpu or auto')
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f'device {name!r}: only {torch.cuda.device_count()} CUDA '
+                              'device(s) present')
+    if name != 'cpu':
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
+    _device = name
+    return name
+
+
+def training_device() -> str:
+    """Return the device chosen by :func:`select_device` ('cpu' until one is chosen)."""
+    return _device
+
+
 def seed_everything(seed: int, threads: Optional[int] = None):
     """Seed Python, numpy and torch; optionally pin torch's CPU thread count."""
     import random
@@ -106,6 +149,8 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
     import torch
     from tqdm import tqdm
 
+    device = torch.device(_device)
+    model.to(device)  # before the optimiser: its resumed state follows the parameters' device
     params = [p for p in (params if params is not None else model.parameters())
               if p.requires_grad]
     if not params:
@@ -123,6 +168,7 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
         optimizer.load_state_dict(saved['optimizer'])
         state = saved['state']
         if state['done']:
+            model.to('cpu').eval()
             return {k: state[k] for k in ('history', 'step', 'seconds')} | {'resumed': True}
 
     def save(done=False):
@@ -154,8 +200,9 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
                     break
                 for group in optimizer.param_groups:
                     group['lr'] = lr_at(step, total, cfg)
-                y = torch.from_numpy(labels)
-                loss, logits = loss_fn(model, torch.from_numpy(inputs), y, rows)
+                y = torch.from_numpy(labels).to(device, non_blocking=True)
+                x = torch.from_numpy(inputs).to(device, non_blocking=True)
+                loss, logits = loss_fn(model, x, y, rows)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'{desc}: loss became {loss.item()} at step {step}')
                 optimizer.zero_grad(set_to_none=True)
@@ -194,6 +241,7 @@ def fit(model, loss_fn: Callable, train: LabelledImages, spec, cfg: OptimConfig,
             checkpoint) from None
     finally:
         bar.close()
+        model.to('cpu')
     model.eval()
     return {'history': state['history'], 'step': step, 'seconds': state['seconds'],
             'resumed': False}
@@ -223,16 +271,20 @@ def predict_batches(model, batches, outputs: Callable = None, desc: str = 'predi
     import torch
     from tqdm import tqdm
 
-    model.eval()
+    device = torch.device(_device)
+    model.to(device).eval()
     chunks = []
-    with torch.inference_mode():
-        for inputs, _labels, _rows in tqdm(batches, total=total, desc=desc,
-                                           disable=not progress, dynamic_ncols=True,
-                                           mininterval=2.0):
-            out = outputs(model, torch.from_numpy(inputs)) if outputs else model(
-                torch.from_numpy(inputs))
-            chunks.append(tuple(o.float().numpy() for o in out) if isinstance(out, tuple)
-                          else out.float().numpy())
+    try:
+        with torch.inference_mode():
+            for inputs, _labels, _rows in tqdm(batches, total=total, desc=desc,
+                                               disable=not progress, dynamic_ncols=True,
+                                               mininterval=2.0):
+                x = torch.from_numpy(inputs).to(device, non_blocking=True)
+                out = outputs(model, x) if outputs else model(x)
+                chunks.append(tuple(o.float().cpu().numpy() for o in out)
+                              if isinstance(out, tuple) else out.float().cpu().numpy())
+    finally:
+        model.to('cpu')
     if chunks and isinstance(chunks[0], tuple):
         return tuple(np.concatenate(parts) for parts in zip(*chunks))
     return np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)

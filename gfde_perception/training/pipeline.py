@@ -14,7 +14,7 @@ from gfde_perception.training.config import DataConfig, TrainConfig
 from gfde_perception.training.data import (
     load_bag_frames, load_fashion_mnist, load_image_folder, make_splits)
 from gfde_perception.training.exits import train_exits
-from gfde_perception.training.loop import seed_everything, write_json
+from gfde_perception.training.loop import seed_everything, select_device, write_json
 from gfde_perception.training.probe import resolve_augment
 from gfde_perception.training.split import train_split
 from gfde_perception.training.student import train_student
@@ -65,11 +65,12 @@ def run(cfg: TrainConfig, step: str = 'all', restart: bool = False, progress: bo
     epochs.
     """
     seed_everything(cfg.seed, cfg.threads)
+    device = select_device(cfg.device)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     splits = load_splits(cfg.data, cfg.seed)
-    log(f'data: {_describe_splits(splits)}')
+    log(f'data: {_describe_splits(splits)}; training on {device}')
     metrics_path = out / 'metrics.json'
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics['data'] = splits.describe()

@@ -184,7 +184,9 @@ def split_loss(step: SplitStepConfig, model: SplitModel, teacher_parts, images):
                 target = features.detach()
             else:
                 teacher, spec = teacher_parts
+                teacher.to(inputs.device)  # a no-op after the first batch
                 target = torch.from_numpy(preprocess_batch([images[i] for i in indices], spec))
+                target = target.to(inputs.device)
                 for segment in list(teacher.segments)[:step.teacher_split]:
                     target, _ = segment(target)
         loss = step.feature_weight * _nmse(decoded, target)
