@@ -43,7 +43,7 @@ def test_exit_may_take_images_the_final_exit_gets_wrong():
 
 
 def _draw(rng, n):
-    """An exit right with probability 0.8 + 0.2 * confidence, a final exit always right."""
+    """Draw n images: the exit right with probability 0.8 + 0.2 * confidence, the final always."""
     conf = rng.random(n)
     return conf, rng.random(n) < 0.8 + 0.2 * conf, np.ones(n, bool)
 
