@@ -11,7 +11,7 @@ N points against the final exit (each exit's loss is bounded on its share).
 
 The loss measured on validation images is an estimate; picking the largest exit rate whose
 estimate just fits the budget favours thresholds where the estimate happens to be low, so on new
-images the loss lands above the budget about half the time. With ``confidence`` c > 0.5 the
+images the loss lands above the budget more often than not. With ``confidence`` c > 0.5 the
 bound is applied to the one-sided upper confidence limit (level c) of the loss instead: the mean
 accuracy difference minus z(c) standard errors. c is a nominal level, not an exact guarantee,
 because the rule searches over every threshold; in a simulation (test_training_calibration) the
@@ -70,11 +70,10 @@ def calibrate_threshold(conf: np.ndarray, exit_correct: np.ndarray, final_correc
     # Mean accuracy difference of the top-m most confident images, for every m.
     diff = np.cumsum(gain) / count
     if z > 0:
-        # Standard error of that mean (gain is -1, 0 or +1 per image): subtracting z of them
-        # bounds the loss from above instead of estimating it.
-        # The share of images where the two exits disagree is shrunk towards 1/2 by z^2/2
-        # pseudo-images (Agresti-Coull), so a prefix without a single disagreement still gets
-        # a margin (a plain variance would be 0 there, and the bound as loose as the estimate).
+        # Subtracting z standard errors of that mean (gain is -1, 0 or +1 per image) bounds
+        # the loss from above instead of estimating it. The share of images where the two
+        # exits disagree is shrunk towards 1/2 by z^2/2 pseudo-images (Agresti-Coull), so a
+        # prefix without a single disagreement still gets a margin (its plain variance is 0).
         disagree = (np.cumsum(gain * gain) + z * z / 2) / (count + z * z)
         var = np.maximum(disagree - diff * diff, 0.0)
         diff = diff - z * np.sqrt(var / count)

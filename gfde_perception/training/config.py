@@ -23,6 +23,14 @@ TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'bundle', 'official-gfnet', '
 # and then every layer for as many epochs as the time budget allows.
 TEACHER_TRAINING = ('full', 'head', 'auto')
 DISTILLATION_KINDS = ('hard', 'soft', 'none')
+DEVICE_FORMS = ('auto', 'cpu', 'cuda', 'cuda:N')
+
+
+def check_device(name: str) -> str:
+    """Return ``name`` if it is one of :data:`DEVICE_FORMS` (N a CUDA index), else raise."""
+    if name in ('auto', 'cpu', 'cuda') or (name.startswith('cuda:') and name[5:].isdigit()):
+        return name
+    raise ConfigError(f'device must be one of {DEVICE_FORMS}, got {name!r}')
 
 
 def _check(condition: bool, message: str):
@@ -255,9 +263,7 @@ class TrainConfig:
     def __post_init__(self):
         _check(bool(self.name), 'name must not be empty')
         _check(self.threads >= 1, f'threads must be >= 1, got {self.threads}')
-        _check(self.device in ('auto', 'cpu', 'cuda') or (
-            self.device.startswith('cuda:') and self.device[5:].isdigit()),
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        check_device(self.device)
         _check(self.time_budget_minutes is None or self.time_budget_minutes > 0,
                f'time_budget_minutes must be > 0 or null, got {self.time_budget_minutes}')
 

@@ -16,12 +16,11 @@ import time
 from typing import Callable, Optional
 
 from gfde_perception.errors import ConfigError, TrainingInterrupted
-from gfde_perception.training.config import OptimConfig
+from gfde_perception.training.config import check_device, OptimConfig
 from gfde_perception.training.data import iterate_batches, LabelledImages, num_batches
 import numpy as np
 
 
-DEVICE_FORMS = ('auto', 'cpu', 'cuda', 'cuda:N')
 _device = 'cpu'
 
 
@@ -39,12 +38,10 @@ def select_device(name: str = 'auto') -> str:
     import torch
 
     global _device
-    if name == 'auto':
+    if check_device(name) == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     elif name != 'cpu':
         index = name[len('cuda:'):] if name.startswith('cuda:') else None
-        if name != 'cuda' and not (index or '').isdigit():
-            raise ConfigError(f'device must be one of {DEVICE_FORMS}, got {name!r}')
         if not torch.cuda.is_available():
             build = 'a CPU-only build' if torch.version.cuda is None else \
                 f'built for CUDA {torch.version.cuda}'
