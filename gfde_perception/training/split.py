@@ -42,7 +42,7 @@ from gfde_perception.split_bundle import save_split_bundle, SplitBundle
 from gfde_perception.training.calibration import calibrate_thresholds, cascade_report
 from gfde_perception.training.config import _build, OptimConfig, TrainConfig
 from gfde_perception.training.data import AugmentConfig, iterate_batches
-from gfde_perception.training.loop import accuracy, fit, write_json
+from gfde_perception.training.loop import accuracy, fit, training_device, write_json
 from gfde_perception.training.teacher import TEACHER_FILE
 import numpy as np
 import torch
@@ -184,7 +184,6 @@ def split_loss(step: SplitStepConfig, model: SplitModel, teacher_parts, images):
                 target = features.detach()
             else:
                 teacher, spec = teacher_parts
-                teacher.to(inputs.device)  # a no-op after the first batch
                 target = torch.from_numpy(preprocess_batch([images[i] for i in indices], spec))
                 target = target.to(inputs.device)
                 for segment in list(teacher.segments)[:step.teacher_split]:
@@ -269,6 +268,9 @@ def train_split(cfg: TrainConfig, splits, out_dir, progress=True, log=print) -> 
                           f'classes of the data {splits.classes}')
     teacher_path = step.teacher_bundle or out_dir / TEACHER_FILE
     model, teacher_parts = build_split_model(step, student, spec, teacher_path)
+    if teacher_parts is not None:
+        # The loss runs the teacher's first segments on every batch: put it where fit runs.
+        teacher_parts[0].to(training_device())
     frozen = [model.head] if teacher_parts is None or not step.train_head else []
     if model.teacher_tail is not None:
         frozen.append(model.teacher_tail)
