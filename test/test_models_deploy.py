@@ -198,3 +198,23 @@ def test_onnx_segments_and_heads_chain(small_model, tmp_path):
         logits, = _ort(head_path).run(None, {'input': pooled})
         np.testing.assert_allclose(logits, expected[k].numpy(), rtol=0, atol=TOL)
         feed, example = tokens, example_tokens
+
+
+def test_onnx_gfnet_c_wrapped_grid_matches_torch(tmp_path):
+    # GFNet-C's 14x14 stage is exported as a Tile (eager PyTorch concatenates): same logits.
+    torch.manual_seed(3)
+    model = build_model('gfnet-c-28', depths=(1, 1), exit_blocks=(1,))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial BatchNorm statistics to fold
+            model(torch.randn(8, 1, 28, 28) * 1.5 + 0.3)
+    model.eval()
+    deployed = to_deployable(model)
+    path = export_onnx(deployed, tmp_path / 'c.onnx', torch.randn(1, 1, 28, 28))
+    import onnx
+    assert 'Tile' in {n.op_type for n in onnx.load(str(path)).graph.node}
+    x = torch.randn(4, 1, 28, 28)
+    logits = _ort(path).run(['logits'], {'input': x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, deployed(x).logits.numpy(), rtol=0, atol=TOL)
+        np.testing.assert_allclose(logits, model(x).logits.numpy(), rtol=0, atol=1e-4)

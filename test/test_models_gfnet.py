@@ -226,3 +226,29 @@ def test_from_backbone_starts_equal_to_the_gfnet():
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(model(x).logits, gfnet(x))
     assert model.backbone is gfnet
+
+
+@pytest.mark.parametrize('size', [1, 2, 7, 8, 9, 14, 15])
+def test_folded_filter_equals_norms_around_the_fft_filter(size):
+    # Both deployable forms (zero-padded full kernel up to FULL_KERNEL_MAX_SIZE, wrapped grid
+    # above it) on odd and even grids, against BatchNorm -> FFT filter -> BatchNorm.
+    from gfde_perception.models.gfnet_c import FoldedFilter, FULL_KERNEL_MAX_SIZE, GlobalFilter2d
+
+    gen = torch.Generator().manual_seed(size)
+    dim = 6
+    gf = GlobalFilter2d(dim, size)
+    gf.complex_weight.data = torch.randn(gf.complex_weight.shape, generator=gen) * 0.3
+    norms = []
+    for _ in range(2):
+        bn = torch.nn.BatchNorm2d(dim).eval()
+        bn.running_mean.copy_(torch.randn(dim, generator=gen))
+        bn.running_var.copy_(torch.rand(dim, generator=gen) + 0.5)
+        bn.weight.data = torch.randn(dim, generator=gen)
+        bn.bias.data = torch.randn(dim, generator=gen)
+        norms.append(bn)
+    folded = FoldedFilter.fold(norms[0], gf, norms[1])
+    assert folded.full == (size <= FULL_KERNEL_MAX_SIZE)
+    x = torch.randn(3, dim, size, size, generator=gen)
+    with torch.no_grad():
+        expected = norms[1](gf(norms[0](x)))
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-4)

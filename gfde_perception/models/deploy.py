@@ -31,6 +31,10 @@ from torch import nn
 
 
 DEPLOY_FORMS = ('deploy', 'conv', 'dft')
+# Revision of the graphs built from a bundle (deployable form, export): cached ONNX graphs and
+# TensorRT engines are keyed by it, so a package that builds them differently never runs a
+# graph built by an older one. 2: GFNet-C wraps its 14x14 grid by one Tile, not slices.
+DEPLOY_REVISION = 2
 
 
 def _replace_filters(module: nn.Module, form: str) -> int:

@@ -34,6 +34,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import warnings
 
 from gfde_perception.errors import BackendError
+from gfde_perception.models.deploy import DEPLOY_REVISION
 from gfde_perception.runtime.config import RuntimeConfig
 from gfde_perception.runtime.engine_cache import EngineCache
 import numpy as np
@@ -234,7 +235,8 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort  # noqa: PLC0415 - optional stack
         self.name = 'onnxruntime-cpu'
         folder = (self.config.cache_dir / 'onnx'
-                  / f'{self.bundle.checksum[:16]}-torch{torch.__version__}-op{self.opset}')
+                  / f'{self.bundle.checksum[:16]}-d{DEPLOY_REVISION}-torch{torch.__version__}'
+                    f'-op{self.opset}')
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.threads:

@@ -19,6 +19,7 @@ from pathlib import Path
 import tempfile
 import time
 
+from gfde_perception.models.deploy import DEPLOY_REVISION
 import torch
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class EngineCache:
             'torch_tensorrt': getattr(trt, '__version__', 'unknown'),
             'torch': torch.__version__,
             'precision': precision,
+            'deploy_revision': DEPLOY_REVISION,
         }
         blob = json.dumps(self.key_fields, sort_keys=True).encode()
         self.key = hashlib.sha256(blob).hexdigest()[:16]
