@@ -38,6 +38,11 @@ THREADS = IntRange(0, 256, 0)
 WARMUP = IntRange(0, 1000, 10)
 TOP_K = IntRange(1, 100, 5)
 
+# --- distillation (the loss, training's student step) ----------------------------------------
+# none: labels only; hard: DeiT's argmax teacher labels; soft: DeiT's KL at temperature tau;
+# both: the mean of the hard and the soft terms.
+DISTILLATION_KINDS = ('none', 'hard', 'soft', 'both')
+
 # --- exit gates (gating, the bundle's gate config, training's exits step) ---------------------
 GATE_METRICS = ('max_softmax', 'margin', 'entropy', 'learned')
 DEFAULT_GATE_METRIC = 'max_softmax'

@@ -9,6 +9,7 @@ DeiT's distillation losses for a GFDE output (class head + distillation head + e
   hard-label distillation (DeiT uses alpha = 0.5).
 * ``soft``: ``(1 - alpha) * CE(cls, labels) + alpha * tau^2 * KL(softmax(teacher / tau) ||
   softmax(dist / tau))``, the KL summed over classes and averaged over the batch.
+* ``both``: the distillation term is the mean of the hard and the soft ones.
 
 Early exits are trained with the same rule applied to each exit's single head (its logits play
 both roles) and weighted by ``exit_weight``, averaged over exits.
@@ -16,18 +17,22 @@ both roles) and weighted by ``exit_weight``, averaged over exits.
 
 from typing import Optional
 
+from gfde_perception.choices import DISTILLATION_KINDS
 from gfde_perception.errors import ConfigError
 import torch
 import torch.nn.functional as F
 
 
-KINDS = ('none', 'hard', 'soft')
+KINDS = DISTILLATION_KINDS
 
 
 def _distill_term(logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str,
                   tau: float) -> torch.Tensor:
     if kind == 'hard':
         return F.cross_entropy(logits, teacher_logits.argmax(dim=1))
+    if kind == 'both':
+        return 0.5 * (_distill_term(logits, teacher_logits, 'hard', tau)
+                      + _distill_term(logits, teacher_logits, 'soft', tau))
     log_p = F.log_softmax(logits / tau, dim=1)
     log_q = F.log_softmax(teacher_logits / tau, dim=1)
     kl = F.kl_div(log_p, log_q, reduction='sum', log_target=True) / logits.shape[0]
@@ -43,7 +48,7 @@ def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[tor
     :param output: the model output (``cls_logits``, ``dist_logits``, ``exit_logits``).
     :param labels: (B,) class indices.
     :param teacher_logits: (B, K) teacher outputs (ignored, may be None, for ``kind='none'``).
-    :param kind: 'hard', 'soft' or 'none'.
+    :param kind: 'hard', 'soft', 'both' or 'none'.
     :param tau: softening temperature for 'soft'.
     :param alpha: weight of the distillation term, in [0, 1].
     :param exit_weight: weight of the (mean) early-exit loss added to the final loss.

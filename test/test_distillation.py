@@ -52,6 +52,17 @@ def test_soft_is_tau_squared_kl(tau):
     assert loss.item() == pytest.approx(0.5 * _ce(CLS[0], 0) + 0.5 * tau * tau * kl)
 
 
+def test_both_is_the_mean_of_the_hard_and_soft_terms():
+    tau = 2.0
+    loss = distillation_loss(_output(CLS, DIST), LABELS, TEACHER, kind='both', tau=tau,
+                             alpha=0.5)
+    p = torch.softmax(TEACHER[0] / tau, 0)
+    q = torch.softmax(torch.tensor(DIST[0], dtype=torch.float64) / tau, 0)
+    kl = float((p * (p.log() - q.log())).sum())
+    distill = 0.5 * (_ce(DIST[0], 2) + tau * tau * kl)
+    assert loss.item() == pytest.approx(0.5 * _ce(CLS[0], 0) + 0.5 * distill)
+
+
 def test_soft_is_zero_distillation_when_student_equals_teacher():
     out = _output(CLS, TEACHER.tolist())
     loss = distillation_loss(out, LABELS, TEACHER, kind='soft', alpha=1.0)

@@ -9,8 +9,8 @@ square grid. A token outside the grid would never see the image (the MLPs act pe
 token inside the grid would break its shape and shift the filter's frequencies. So the
 distillation signal enters through a second linear head (``head_dist``) on the same pooled
 feature as the class head: the grid stays square, the backbone cost is unchanged, and the
-teacher's hard labels still shape the shared features through the second head's gradient. As
-in DeiT the two heads are trained on different targets and averaged at inference.
+teacher's labels (hard or soft) still shape the shared features through the second head's
+gradient. As in DeiT the two heads are trained on different targets and averaged at inference.
 
 Exits. After ``exit_blocks[k]`` blocks an exit reads the tokens, normalises them (its own
 LayerNorm), mean-pools them and applies a light head (linear, or a one-hidden-layer MLP). The

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from gfde_perception.choices import DEFAULT_GATE_METRIC, GATE_METRICS, IMAGENET_MEAN, IMAGENET_STD
+from gfde_perception.choices import DISTILLATION_KINDS
 from gfde_perception.errors import ConfigError
 from gfde_perception.preprocessing import PreprocessSpec
 from gfde_perception.training.data import AugmentConfig
@@ -22,7 +23,6 @@ TEACHER_KINDS = ('efficientnet-lite0', 'registry', 'bundle', 'official-gfnet', '
 # How the teacher learns: every layer, only the classifier on frozen features, or the head first
 # and then every layer for as many epochs as the time budget allows.
 TEACHER_TRAINING = ('full', 'head', 'auto')
-DISTILLATION_KINDS = ('hard', 'soft', 'none')
 DEVICE_FORMS = ('auto', 'cpu', 'cuda', 'cuda:N')
 
 

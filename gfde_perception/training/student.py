@@ -79,7 +79,7 @@ def train_student(cfg: TrainConfig, splits, out_dir, progress=True, log=print,
     """
     Train the student; writes ``<tag>.ckpt`` and returns its metrics (val/test top-1).
 
-    With ``student.distillation`` 'hard' or 'soft' the teacher logits of step 1 are required;
+    With ``student.distillation`` other than 'none' the teacher logits of step 1 are required;
     with 'none' (or no teacher) the student learns from the labels only.
     """
     out_dir = Path(out_dir)
