@@ -23,9 +23,6 @@ import torch
 import torch.nn.functional as F
 
 
-KINDS = DISTILLATION_KINDS
-
-
 def _distill_term(logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str,
                   tau: float) -> torch.Tensor:
     if kind == 'hard':
@@ -49,15 +46,15 @@ def distillation_loss(output, labels: torch.Tensor, teacher_logits: Optional[tor
     :param labels: (B,) class indices.
     :param teacher_logits: (B, K) teacher outputs (ignored, may be None, for ``kind='none'``).
     :param kind: 'hard', 'soft', 'both' or 'none'.
-    :param tau: softening temperature for 'soft'.
+    :param tau: softening temperature for 'soft' and 'both'.
     :param alpha: weight of the distillation term, in [0, 1].
     :param exit_weight: weight of the (mean) early-exit loss added to the final loss.
     :param label_smoothing: smoothing of the cross-entropy on the labels (never on the teacher).
     :return: scalar loss tensor.
     :raises ConfigError: unknown kind, bad tau/alpha, missing or mis-shaped teacher logits.
     """
-    if kind not in KINDS:
-        raise ConfigError(f'distillation kind must be one of {KINDS}, got {kind!r}')
+    if kind not in DISTILLATION_KINDS:
+        raise ConfigError(f'distillation kind must be one of {DISTILLATION_KINDS}, got {kind!r}')
     if not tau > 0:
         raise ConfigError(f'tau must be > 0, got {tau}')
     if not 0.0 <= alpha <= 1.0:

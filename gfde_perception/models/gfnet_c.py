@@ -248,8 +248,9 @@ def _wrap_grid(x: torch.Tensor) -> torch.Tensor:
 
     Same values, the cheaper ops for each stack (32 x 14 x 14, one thread, against the four slices
     and two concatenations of a centred padding): in an ONNX graph one Tile and one Slice
-    (onnxruntime: 0.84x the time of the whole first segment); in PyTorch (eager, TensorRT) two
-    concatenations of views (0.91x the filter's time; a tile was 1.2x there).
+    (onnxruntime: 0.84x the time of the whole first segment); in PyTorch (eager, and the graph
+    torch-tensorrt compiles) two concatenations of views (eager: 0.91x the filter's time; a
+    tile was 1.2x there).
     """
     if torch.onnx.is_in_onnx_export():
         return x.repeat(1, 1, 2, 2)[:, :, 1:, 1:]

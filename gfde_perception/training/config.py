@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, MISSING
 from pathlib import Path
 from typing import Mapping, Optional
 
-from gfde_perception.choices import DEFAULT_GATE_METRIC, GATE_METRICS, IMAGENET_MEAN, IMAGENET_STD
-from gfde_perception.choices import DISTILLATION_KINDS
+from gfde_perception.choices import (
+    DEFAULT_GATE_METRIC, DISTILLATION_KINDS, GATE_METRICS, IMAGENET_MEAN, IMAGENET_STD)
 from gfde_perception.errors import ConfigError
 from gfde_perception.preprocessing import PreprocessSpec
 from gfde_perception.training.data import AugmentConfig
